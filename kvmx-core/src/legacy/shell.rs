@@ -5,8 +5,9 @@
 //! give them:
 //!
 //! * `NAME=value` and `NAME+=value`, several per line if wanted (`a=1 b=$a`
-//!   assigns left to right, as bash does), and `export NAME=value`, which is
-//!   read as a plain assignment: exporting changes no value.
+//!   assigns left to right, as bash does), and `export NAME=value` (one
+//!   assignment per `export`), which is read as a plain assignment:
+//!   exporting changes no value.
 //! * Values made of bare words, `'single'` and `"double"` quotes (also
 //!   spanning lines), backslash escapes and line continuations.
 //! * `$NAME`, `${NAME}`, `${NAME-word}`, `${NAME:-word}`, `${NAME+word}` and
@@ -23,6 +24,7 @@
 //! is a [`ShellError`] naming the line, never skipped.
 
 mod parse;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

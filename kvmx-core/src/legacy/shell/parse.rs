@@ -3,11 +3,12 @@
 //! evaluator only ever sees assignments.
 
 use super::ShellError;
+use super::scan;
 
 /// Deepest nesting of quotes, `${...}` and `$(...)` accepted. Real files
 /// nest two or three levels; the limit keeps hostile input from exhausting
 /// the stack.
-const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Words that start a compound command or otherwise make the line logic.
 const CONTROL_WORDS: &[&str] = &[
@@ -80,7 +81,7 @@ impl Ctx {
         matches!(self, Ctx::Dq | Ctx::BraceDq)
     }
 
-    /// Characters a backslash escapes; `None` means all of them.
+    /// Whether a backslash before `c` escapes it.
     fn escapes(self, c: char) -> bool {
         match self {
             Ctx::Bare | Ctx::BraceBare => true,
@@ -90,11 +91,11 @@ impl Ctx {
     }
 }
 
-fn is_blank(c: char) -> bool {
+pub(super) fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
-fn is_operator(c: char) -> bool {
+pub(super) fn is_operator(c: char) -> bool {
     matches!(c, ';' | '&' | '|' | '<' | '>' | '(' | ')')
 }
 
@@ -598,7 +599,7 @@ impl Parser {
     /// Reads the body of a `$(...)` after its `$(`; `open` is at the `$`.
     fn command_text(&mut self, open: Pos) -> Result<String, ShellError> {
         let start = self.at;
-        let Some(end) = skip_command(&self.chars, start, 0) else {
+        let Some(end) = scan::command_end(&self.chars, start) else {
             return Err(unterminated_at(open, "`$(`", "`)`"));
         };
         let text: String = self.chars[start..end - 1].iter().collect();
@@ -670,91 +671,6 @@ fn unterminated_at(open: Pos, what: &'static str, closer: &'static str) -> Shell
         what,
         closer,
     }
-}
-
-/// Index just past the `)` that closes a `$(` whose body starts at `i`.
-/// Tracks quotes, nested substitutions and comments so that a `)` inside
-/// them does not end the command.
-fn skip_command(s: &[char], mut i: usize, depth: usize) -> Option<usize> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    let mut parens = 0usize;
-    let mut word_start = true;
-    while let Some(&c) = s.get(i) {
-        i += 1;
-        match c {
-            '\\' => i += 1,
-            '\'' => i = skip_past(s, i, '\'')?,
-            '"' => i = skip_double_quoted(s, i, depth + 1)?,
-            '`' => i = skip_backtick(s, i)?,
-            '$' if s.get(i) == Some(&'(') => i = skip_command(s, i + 1, depth + 1)?,
-            '$' if s.get(i) == Some(&'{') => i = skip_brace(s, i + 1, false, depth + 1)?,
-            '#' if word_start => i = skip_past(s, i, '\n').unwrap_or(s.len()),
-            '(' => parens += 1,
-            ')' if parens == 0 => return Some(i),
-            ')' => parens -= 1,
-            _ => {}
-        }
-        word_start = is_blank(c) || c == '\n' || is_operator(c);
-    }
-    None
-}
-
-/// Index just past the next `end` at or after `i`.
-fn skip_past(s: &[char], i: usize, end: char) -> Option<usize> {
-    let rest = s.get(i..)?;
-    Some(i + rest.iter().position(|&c| c == end)? + 1)
-}
-
-fn skip_double_quoted(s: &[char], mut i: usize, depth: usize) -> Option<usize> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    while let Some(&c) = s.get(i) {
-        i += 1;
-        match c {
-            '\\' => i += 1,
-            '"' => return Some(i),
-            '`' => i = skip_backtick(s, i)?,
-            '$' if s.get(i) == Some(&'(') => i = skip_command(s, i + 1, depth + 1)?,
-            '$' if s.get(i) == Some(&'{') => i = skip_brace(s, i + 1, true, depth + 1)?,
-            _ => {}
-        }
-    }
-    None
-}
-
-fn skip_brace(s: &[char], mut i: usize, quoted: bool, depth: usize) -> Option<usize> {
-    if depth > MAX_DEPTH {
-        return None;
-    }
-    while let Some(&c) = s.get(i) {
-        i += 1;
-        match c {
-            '\\' => i += 1,
-            '}' => return Some(i),
-            '\'' if !quoted => i = skip_past(s, i, '\'')?,
-            '"' => i = skip_double_quoted(s, i, depth + 1)?,
-            '`' => i = skip_backtick(s, i)?,
-            '$' if s.get(i) == Some(&'(') => i = skip_command(s, i + 1, depth + 1)?,
-            '$' if s.get(i) == Some(&'{') => i = skip_brace(s, i + 1, quoted, depth + 1)?,
-            _ => {}
-        }
-    }
-    None
-}
-
-fn skip_backtick(s: &[char], mut i: usize) -> Option<usize> {
-    while let Some(&c) = s.get(i) {
-        i += 1;
-        match c {
-            '\\' => i += 1,
-            '`' => return Some(i),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// Collects a word's parts, merging adjacent literal text.

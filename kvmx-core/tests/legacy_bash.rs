@@ -389,6 +389,17 @@ const CASES: &[(&str, &str, Env)] = &[
         "a=$PATH\nb=${TERM:-none}\n",
         &[("PATH", "/usr/bin:/bin"), ("TERM", "xterm")],
     ),
+    (
+        "name boundaries",
+        "a=$VM_suffix\nb=${VM}_suffix\nc=$VM.x/$VM-x/$VM:$HOME\nd=\"$VM\"x\"$HOME\"\ne=$VM$GUEST_DISPLAY$\n",
+        &[],
+    ),
+    (
+        "closing characters inside substitutions in defaults",
+        "a=\"${x:-$(printf '%s' \"}\")}\"\nb=${x:-`printf '%s' }`}\nc=${x:-$(printf '%s' ')')}\n",
+        &[],
+    ),
+    ("tabs and spaces in quotes", "a=\"\tx  y\t\"\nb='  '\n", &[]),
     ("leading blanks", "   a=1\n\tb=2\n  # c\n", &[]),
     ("no trailing newline", "a=x\\", &[]),
     ("trailing blank lines", "a=\"x\"\n\n\n", &[]),

@@ -256,6 +256,11 @@ const BASH_DEFAULTED: &[&str] = &[
     "HOSTNAME", "HOSTTYPE", "MACHTYPE", "OSTYPE", "PATH", "SHELL", "TERM",
 ];
 
+/// How many bytes all values of one file may add up to. Real files stay
+/// under a few kilobytes; the cap stops `a=$a$a` chains from exhausting
+/// memory.
+const MAX_TOTAL_BYTES: usize = 16 << 20;
+
 fn bash_owned(name: &str) -> bool {
     name == "BASH" || name.starts_with("BASH_") || BASH_OWNED.contains(&name)
 }
@@ -264,7 +269,8 @@ fn bash_owned(name: &str) -> bool {
 /// assigned twice appears twice; the later one wins).
 ///
 /// The whole file is checked before any command substitution runs, so a
-/// file with an error runs nothing.
+/// file with a syntax error runs nothing. The values of one file may add up
+/// to 16 MiB at most, so that self-doubling chains fail cleanly.
 pub fn evaluate(
     source: &str,
     context: &ShellContext,
@@ -275,6 +281,7 @@ pub fn evaluate(
         context,
         runner,
         file: BTreeMap::new(),
+        budget: MAX_TOTAL_BYTES,
     };
     let mut assignments = Vec::with_capacity(statements.len());
     for statement in statements {
@@ -282,12 +289,13 @@ pub fn evaluate(
             return Err(bash_variable_error(&statement.name, statement.pos));
         }
         let mut substituted = false;
-        let mut value = state.expand(&statement.value, &mut substituted)?;
+        let mut value = state.expand(&statement.value, statement.pos, &mut substituted)?;
         if statement.append {
             let (old, old_substituted) = state.get(&statement.name, statement.pos)?;
             value.insert_str(0, &old);
             substituted |= old_substituted;
         }
+        state.spend(value.len(), statement.pos)?;
         state
             .file
             .insert(statement.name.clone(), (value.clone(), substituted));
@@ -316,6 +324,8 @@ struct State<'a> {
     runner: &'a mut dyn CommandRunner,
     /// Value, and whether it came from a command substitution.
     file: BTreeMap<String, (String, bool)>,
+    /// Bytes of values still allowed, see [`MAX_TOTAL_BYTES`].
+    budget: usize,
 }
 
 impl State<'_> {
@@ -350,20 +360,41 @@ impl State<'_> {
         Ok(self.lookup(name, pos)?.unwrap_or_default())
     }
 
-    fn expand(&mut self, word: &Word, substituted: &mut bool) -> Result<String, ShellError> {
+    /// Takes `len` bytes from the budget, or fails at `pos`.
+    fn spend(&mut self, len: usize, pos: Pos) -> Result<(), ShellError> {
+        self.budget = self.budget.checked_sub(len).ok_or(ShellError::Unsupported {
+            line: pos.line,
+            column: pos.column,
+            construct: format!("values adding up to more than {MAX_TOTAL_BYTES} bytes"),
+            hint: "a kvmxfile holds short settings; look for a variable that keeps appending itself",
+        })?;
+        Ok(())
+    }
+
+    /// Expands the value of the assignment at `statement`.
+    fn expand(
+        &mut self,
+        word: &Word,
+        statement: Pos,
+        substituted: &mut bool,
+    ) -> Result<String, ShellError> {
         let mut out = String::new();
         for part in word {
+            // Fail before a runaway value is built, not after.
+            if out.len() > self.budget {
+                self.spend(out.len(), statement)?;
+            }
             match part {
                 Part::Literal(text) => out.push_str(text),
-                Part::Tilde(pos) => match self.lookup("HOME", *pos)? {
+                Part::Tilde(at) => match self.lookup("HOME", *at)? {
                     Some((home, from_command)) => {
                         out.push_str(&home);
                         *substituted |= from_command;
                     }
                     None => {
                         return Err(ShellError::Unsupported {
-                            line: pos.line,
-                            column: pos.column,
+                            line: at.line,
+                            column: at.column,
                             construct: "`~` while HOME is unset".to_owned(),
                             hint: "write the path out",
                         });
@@ -386,7 +417,7 @@ impl State<'_> {
                         .filter(|(value, _)| !(*colon && value.is_empty()));
                     match (value, *alternative) {
                         (Some(_), true) | (None, false) => {
-                            out.push_str(&self.expand(word, substituted)?);
+                            out.push_str(&self.expand(word, statement, substituted)?);
                         }
                         (Some((value, from_command)), false) => {
                             out.push_str(&value);
@@ -408,6 +439,9 @@ impl State<'_> {
                     *substituted = true;
                 }
             }
+        }
+        if out.len() > self.budget {
+            self.spend(out.len(), statement)?;
         }
         Ok(out)
     }

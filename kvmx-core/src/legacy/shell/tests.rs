@@ -241,3 +241,26 @@ fn deep_nesting_is_an_error_not_a_crash() {
         ShellError::Unterminated { line: 1, .. }
     ));
 }
+
+#[test]
+fn runaway_values_are_an_error_not_an_allocation_failure() {
+    let source = format!("a=x\n{}", "a=$a$a$a$a$a$a$a$a\n".repeat(40));
+    let e = error(&source);
+    assert!(e.to_string().contains("more than"), "{e}");
+    assert!(e.line() < 12, "{e}");
+}
+
+#[test]
+fn tilde_without_home_names_its_column() {
+    let e = evaluate(
+        "a=x:~",
+        &ShellContext::default(),
+        &mut EchoRunner::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.line(), e.to_string().contains("column 5")),
+        (1, true),
+        "{e}"
+    );
+}

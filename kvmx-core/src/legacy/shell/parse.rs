@@ -237,9 +237,9 @@ impl Parser {
     /// One line's command: assignments only, optionally after `export`.
     fn command(&mut self, out: &mut Vec<Statement>) -> Result<(), ShellError> {
         let start = self.pos();
-        let first = self.raw_word();
-        if first == "export" {
-            self.bump_n(first.chars().count());
+        let exported = self.raw_word() == "export";
+        if exported {
+            self.bump_n("export".len());
             self.skip_blanks();
             if self.at_command_end() {
                 return Err(self.unsupported(
@@ -249,7 +249,6 @@ impl Parser {
                 ));
             }
         }
-        let exported = first == "export";
         let Some(statement) = self.assignment()? else {
             if exported {
                 return Err(self.unsupported(
@@ -283,15 +282,15 @@ impl Parser {
                 return Err(self.operator_error());
             }
             let pos = self.pos();
-            if exported {
-                return Err(self.unsupported(
-                    pos,
-                    "a second assignment after `export`".to_owned(),
-                    "bash expands all of them before assigning any; write one `export NAME=\"value\"` per line",
-                ));
-            }
             // `a=1 b=$a` assigns left to right, just like two lines do.
             match self.assignment()? {
+                Some(_) if exported => {
+                    return Err(self.unsupported(
+                        pos,
+                        "a second assignment after `export`".to_owned(),
+                        "bash expands all of them before assigning any; write one `export NAME=\"value\"` per line",
+                    ));
+                }
                 Some(statement) => out.push(statement),
                 None => {
                     return Err(ShellError::CommandAfterAssignment {

@@ -74,6 +74,7 @@ const ERRORS: &[(&str, &str, usize)] = &[
     ("export without value", "export a", 1),
     ("export option", "export -n a=1", 1),
     ("export of several", "export a=1 b=$a", 1),
+    ("export with a command", "export a=1 cmd", 1),
     ("declare", "declare -r a=1", 1),
     ("arithmetic", "a=$((1 + 2))", 1),
     ("old arithmetic", "a=$[1 + 2]", 1),

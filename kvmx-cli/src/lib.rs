@@ -1,0 +1,47 @@
+//! The `kvmx` command: parses the command line, runs the command through the
+//! kvmx libraries, and prints results (text or `--json`) and errors.
+//!
+//! The binary is a thin shell around [`main`]; tests drive the real binary.
+
+mod cli;
+mod commands;
+mod error;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use cli::Cli;
+pub use error::{CommandError, Kind};
+use output::Output;
+
+/// Runs `kvmx` with the process's arguments and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with success, and
+            // usage errors to stderr with code 2.
+            let _ = error.print();
+            return if error.use_stderr() {
+                Kind::Usage.exit_code()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let output = Output::new(&cli.global);
+    match commands::run(cli.command, &output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output.error(&error.render());
+            error.kind.exit_code()
+        }
+    }
+}
+
+/// The clap command, for completions and the man page.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,64 @@
+//! Where results and messages go: results to stdout (as text or JSON),
+//! messages and warnings to stderr, errors always.
+
+use std::io::Write;
+
+use crate::cli::GlobalArgs;
+
+/// How and what to print, from the global flags.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Print results as JSON.
+    pub json: bool,
+    quiet: bool,
+    verbose: u8,
+}
+
+impl Output {
+    /// From the global flags.
+    pub fn new(args: &GlobalArgs) -> Self {
+        Output {
+            json: args.json,
+            quiet: args.quiet,
+            verbose: args.verbose,
+        }
+    }
+
+    /// A result line on stdout.
+    pub fn result(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+    }
+
+    /// A JSON result on stdout.
+    pub fn json_result(&self, value: &impl serde::Serialize) {
+        let text = serde_json::to_string_pretty(value).expect("results always serialize");
+        self.result(&text);
+    }
+
+    /// A message about progress, unless `--quiet`.
+    pub fn info(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
+    /// Detail shown with `-v`.
+    pub fn detail(&self, text: &str) {
+        if self.verbose > 0 {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A warning, unless `--quiet`.
+    pub fn warn(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("warning: {text}");
+        }
+    }
+
+    /// An error, always (already formatted).
+    pub fn error(&self, text: &str) {
+        eprint!("{text}");
+    }
+}

@@ -1,0 +1,227 @@
+//! Rules that a single value's type cannot check: ranges, and values that
+//! only make sense together.
+
+use std::collections::BTreeSet;
+
+use super::model::{Config, ImageFormat, NetworkMode};
+
+/// A broken rule, with the key path it is about (table keys and array
+/// indices), so the caller can point at the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Keys from the top, e.g. `["shares", "1", "id"]`.
+    pub path: Vec<String>,
+    /// What is wrong and what is allowed.
+    pub message: String,
+    /// What to do, when the message does not say it.
+    pub hint: Option<String>,
+}
+
+fn problem(path: &[&str], message: String) -> Problem {
+    Problem {
+        path: path.iter().map(|s| s.to_string()).collect(),
+        message,
+        hint: None,
+    }
+}
+
+/// Checks the rules; returns every broken one, first in file order of
+/// sections.
+pub fn validate(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_hardware(config, &mut problems);
+    check_image(config, &mut problems);
+    check_create(config, &mut problems);
+    check_network(config, &mut problems);
+    check_ssh(config, &mut problems);
+    check_shares(config, &mut problems);
+    problems
+}
+
+fn check_hardware(config: &Config, problems: &mut Vec<Problem>) {
+    let hardware = &config.hardware;
+    if !(1..=255).contains(&hardware.cpus) {
+        problems.push(problem(
+            &["hardware", "cpus"],
+            format!("cpus = {} is out of range: use 1 to 255", hardware.cpus),
+        ));
+    }
+    if hardware.usb > 3 {
+        problems.push(problem(
+            &["hardware", "usb"],
+            format!(
+                "usb = {} is not a USB level: use 0 (none), 1, 2 or 3",
+                hardware.usb
+            ),
+        ));
+    }
+    if hardware.machine.trim().is_empty() {
+        problems.push(problem(
+            &["hardware", "machine"],
+            "machine is empty: name a QEMU machine type such as \"pc\" or \"q35\"".into(),
+        ));
+    }
+    if hardware.memory.as_mib() < 64 {
+        problems.push(problem(
+            &["hardware", "memory"],
+            format!(
+                "memory = \"{}\" is too small: a guest needs at least 64M",
+                hardware.memory
+            ),
+        ));
+    }
+}
+
+fn check_image(config: &Config, problems: &mut Vec<Problem>) {
+    let image = &config.image;
+    if image.backing && image.base.is_none() {
+        problems.push(problem(
+            &["image", "backing"],
+            "backing = true needs a base image: set image.base to the VM to build on".into(),
+        ));
+    }
+    if image.backing && image.format != ImageFormat::Qcow2 {
+        problems.push(problem(
+            &["image", "format"],
+            "an image with a backing file must be qcow2: set format = \"qcow2\"".into(),
+        ));
+    }
+    if image.recreate_overlay && !image.backing {
+        problems.push(problem(
+            &["image", "recreate_overlay"],
+            "recreate_overlay = true needs backing = true: only an overlay can be re-created"
+                .into(),
+        ));
+    }
+}
+
+fn check_create(config: &Config, problems: &mut Vec<Problem>) {
+    let create = &config.create;
+    let is_word = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !is_word(&create.suite) {
+        problems.push(problem(
+            &["create", "suite"],
+            format!(
+                "suite \"{}\" is not a release name: use a codename such as \"bookworm\"",
+                create.suite
+            ),
+        ));
+    }
+    if !is_word(&create.arch) {
+        problems.push(problem(
+            &["create", "arch"],
+            format!(
+                "arch \"{}\" is not an architecture name such as \"amd64\"",
+                create.arch
+            ),
+        ));
+    }
+    let schemes = ["http://", "https://", "file://"];
+    if !schemes.iter().any(|s| create.mirror.starts_with(s)) {
+        problems.push(problem(
+            &["create", "mirror"],
+            format!(
+                "mirror \"{}\" is not a URL: use http://, https:// or file://",
+                create.mirror
+            ),
+        ));
+    }
+    if create.compression && config.image.format != ImageFormat::Qcow2 {
+        problems.push(problem(
+            &["create", "compression"],
+            "compression works with qcow2 images only: set image.format = \"qcow2\" or drop it"
+                .into(),
+        ));
+    }
+}
+
+fn check_network(config: &Config, problems: &mut Vec<Problem>) {
+    let network = &config.network;
+    if network.mode != NetworkMode::Tap {
+        for key in ["address", "netmask", "gateway"] {
+            let set = match key {
+                "address" => network.address.is_some(),
+                "netmask" => network.netmask.is_some(),
+                _ => network.gateway.is_some(),
+            };
+            if set {
+                problems.push(problem(
+                    &["network", key],
+                    format!("{key} applies to mode = \"tap\" only; user networking uses DHCP"),
+                ));
+            }
+        }
+    }
+    if network.mode != NetworkMode::User && !network.forwards.is_empty() {
+        problems.push(problem(
+            &["network", "forwards"],
+            "port forwards need mode = \"user\"".into(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (index, forward) in network.forwards.iter().enumerate() {
+        if !seen.insert((forward.address, forward.protocol, forward.host)) {
+            problems.push(problem(
+                &["network", "forwards", &index.to_string()],
+                format!(
+                    "host port {} is forwarded twice: each host port can go to one guest port",
+                    forward.host
+                ),
+            ));
+        }
+    }
+}
+
+fn check_ssh(config: &Config, problems: &mut Vec<Problem>) {
+    for name in config.ssh.env.keys() {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            problems.push(problem(
+                &["ssh", "env", name],
+                format!(
+                    "\"{name}\" is not an environment variable name: use letters, digits and '_'"
+                ),
+            ));
+        }
+    }
+}
+
+fn check_shares(config: &Config, problems: &mut Vec<Problem>) {
+    let mut ids = BTreeSet::new();
+    let mut guests = BTreeSet::new();
+    for (index, share) in config.shares.iter().enumerate() {
+        let index = index.to_string();
+        if !ids.insert(share.id.as_str()) {
+            problems.push(problem(
+                &["shares", &index, "id"],
+                format!(
+                    "share id \"{}\" is used twice: give each share its own id",
+                    share.id
+                ),
+            ));
+        }
+        if !guests.insert(share.guest.as_path()) {
+            problems.push(problem(
+                &["shares", &index, "guest"],
+                format!(
+                    "two shares are mounted at {} in the guest: give each its own folder",
+                    share.guest
+                ),
+            ));
+        }
+        if share.msize.is_some_and(|m| m < 4096) {
+            problems.push(problem(
+                &["shares", &index, "msize"],
+                "msize must be at least 4096 bytes".into(),
+            ));
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The error of kvmx-core's operations.
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use crate::config::ConfigError;
+use crate::layout::LayoutError;
+
+/// What can go wrong when kvmx-core reads or writes its files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A config file is wrong; the error points at the place.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// kvmx's folders cannot be found.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// No project file was found walking up from a folder.
+    #[error("no kvmx.toml or kvmxfile in {start} or any folder above it")]
+    NoProject {
+        /// Where the search started.
+        start: Utf8PathBuf,
+    },
+    /// A VM name is neither registered nor a project folder.
+    #[error("no VM named \"{name}\"")]
+    UnknownVm {
+        /// The name asked for.
+        name: String,
+        /// Registered names, for the hint.
+        known: Vec<String>,
+    },
+    /// A name is already registered for another folder.
+    #[error("the name \"{name}\" is already registered for {existing}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The folder it belongs to.
+        existing: Utf8PathBuf,
+    },
+    /// A file that would be overwritten already exists.
+    #[error("{path} already exists")]
+    Exists {
+        /// The file.
+        path: Utf8PathBuf,
+    },
+    /// A path is not valid UTF-8.
+    #[error("the path {0:?} is not valid UTF-8")]
+    NotUtf8(std::path::PathBuf),
+    /// A file operation failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done ("read", "write", ...).
+        action: &'static str,
+        /// The file.
+        path: Utf8PathBuf,
+        /// The system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A closure that wraps an I/O error from reading `path`.
+    pub fn io(path: &Utf8Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        Self::io_doing("read", path)
+    }
+
+    /// A closure that wraps an I/O error from `action` on `path`.
+    pub fn io_doing<'a>(
+        action: &'static str,
+        path: &'a Utf8Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Advice for the user, when there is something to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Config(error) => error.hint.clone(),
+            Error::NoProject { .. } => Some(
+                "run `kvmx init` to make a project here, or name a registered VM (see `kvmx list`)"
+                    .into(),
+            ),
+            Error::UnknownVm { known, .. } if known.is_empty() => {
+                Some("no VMs are registered yet: run `kvmx init` in a project folder".into())
+            }
+            Error::UnknownVm { known, .. } => Some(format!("registered VMs: {}", known.join(", "))),
+            Error::NameTaken { .. } => {
+                Some("pick another name with --name, or set vm.name in kvmx.toml".into())
+            }
+            Error::Exists { .. } => Some("pass --force to overwrite it".into()),
+            _ => None,
+        }
+    }
+}

@@ -5,8 +5,8 @@
 
 mod cli;
 mod commands;
-mod error;
-mod output;
+pub mod error;
+pub mod output;
 
 use std::process::ExitCode;
 
@@ -14,7 +14,7 @@ use clap::Parser;
 
 pub use cli::Cli;
 pub use error::{CommandError, Kind};
-use output::Output;
+pub use output::Output;
 
 /// Runs `kvmx` with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {

@@ -12,31 +12,31 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 
 /// A sealed home for one test: kvmx's state and the projects live in it.
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     root: tempfile::TempDir,
 }
 
 impl Sandbox {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("home")).unwrap();
         Sandbox { root }
     }
 
     /// The sandbox root (for filters and paths).
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
     /// A folder under the sandbox, created.
-    pub fn dir(&self, relative: &str) -> PathBuf {
+    pub(crate) fn dir(&self, relative: &str) -> PathBuf {
         let dir = self.root.path().join(relative);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     /// `kvmx` run in `cwd`.
-    pub fn kvmx_in(&self, cwd: &Path) -> Command {
+    pub(crate) fn kvmx_in(&self, cwd: &Path) -> Command {
         let mut command = Command::cargo_bin("kvmx").unwrap();
         command
             .current_dir(cwd)
@@ -49,18 +49,18 @@ impl Sandbox {
     }
 
     /// `kvmx` run in the sandbox root.
-    pub fn kvmx(&self) -> Command {
+    pub(crate) fn kvmx(&self) -> Command {
         self.kvmx_in(self.root.path())
     }
 
     /// Replaces the sandbox path in `text` so snapshots are stable.
-    pub fn filter(&self, text: &str) -> String {
+    pub(crate) fn filter(&self, text: &str) -> String {
         text.replace(self.root.path().to_str().unwrap(), "[SANDBOX]")
     }
 }
 
 /// stdout and stderr of a finished command, as text.
-pub fn output_text(output: &std::process::Output) -> (String, String) {
+pub(crate) fn output_text(output: &std::process::Output) -> (String, String) {
     (
         String::from_utf8(output.stdout.clone()).unwrap(),
         String::from_utf8(output.stderr.clone()).unwrap(),
@@ -68,7 +68,7 @@ pub fn output_text(output: &std::process::Output) -> (String, String) {
 }
 
 /// The real user files, shipped with kvmx-core's tests.
-pub fn fixture(name: &str) -> PathBuf {
+pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../kvmx-core/tests/fixtures/kvmxfiles")
         .join(name)

@@ -98,6 +98,66 @@ fn note_line(note: &str) -> Option<usize> {
         .ok()
 }
 
+/// A legacy key, the config key it maps to, and where that is in a
+/// [`Config`].
+type OneToOne<T> = (&'static str, &'static str, fn(&mut Config) -> &mut T);
+
+/// Legacy keys that map one to one onto a bool setting.
+const FLAGS: &[OneToOne<bool>] = &[
+    ("supervise_manage", "supervise.manage", |c| {
+        &mut c.supervise.manage
+    }),
+    ("image_discards", "image.discard", |c| &mut c.image.discard),
+    ("backing_file", "image.backing", |c| &mut c.image.backing),
+    ("qcow2_compression", "create.compression", |c| {
+        &mut c.create.compression
+    }),
+    ("ssh_support", "ssh.enabled", |c| &mut c.ssh.enabled),
+    ("run_spice_client", "display.open_client", |c| {
+        &mut c.display.open_client
+    }),
+    ("kvmx_vdagent", "display.vdagent", |c| {
+        &mut c.display.vdagent
+    }),
+    ("run_xpra", "display.xpra", |c| &mut c.display.xpra),
+    ("run_xephyr", "display.xephyr", |c| &mut c.display.xephyr),
+    ("xrandr", "display.xrandr", |c| &mut c.display.xrandr),
+];
+
+/// Legacy keys that map one to one onto a Option<String> setting.
+const OPTIONAL_TEXTS: &[OneToOne<Option<String>>] = &[
+    ("ssh_custom_pubkey", "ssh.authorized_key", |c| {
+        &mut c.ssh.authorized_key
+    }),
+    ("provision_command", "provision.command", |c| {
+        &mut c.provision.command
+    }),
+    ("startup_command", "hooks.startup_command", |c| {
+        &mut c.hooks.startup_command
+    }),
+    ("poweroff_pre_command", "hooks.pre_poweroff_command", |c| {
+        &mut c.hooks.pre_poweroff_command
+    }),
+    ("xrandr_device", "display.xrandr_device", |c| {
+        &mut c.display.xrandr_device
+    }),
+];
+
+/// Legacy keys that map one to one onto a String setting.
+const TEXTS: &[OneToOne<String>] = &[
+    ("version", "create.suite", |c| &mut c.create.suite),
+    ("mirror", "create.mirror", |c| &mut c.create.mirror),
+    ("nic_model", "network.nic_model", |c| {
+        &mut c.network.nic_model
+    }),
+    ("spice_client", "display.spice_client", |c| {
+        &mut c.display.spice_client
+    }),
+    ("vnc_client", "display.vnc_client", |c| {
+        &mut c.display.vnc_client
+    }),
+];
+
 struct Mapper<'a> {
     all: &'a [Assignment],
     latest: BTreeMap<&'a str, &'a Assignment>,
@@ -171,6 +231,7 @@ impl<'a> Mapper<'a> {
     }
 
     fn map_all(&mut self) -> Result<(), ConfigError> {
+        self.map_one_to_one()?;
         self.map_identity()?;
         self.map_hardware()?;
         self.map_image()?;
@@ -180,6 +241,32 @@ impl<'a> Mapper<'a> {
         self.map_shares()?;
         self.map_provision()?;
         self.map_display()?;
+        Ok(())
+    }
+
+    fn map_one_to_one(&mut self) -> Result<(), ConfigError> {
+        self.each(FLAGS, truth_value)?;
+        self.each(OPTIONAL_TEXTS, |v| Ok(non_empty(v).map(str::to_owned)))?;
+        self.each(TEXTS, |v| Ok(v.to_owned()))
+    }
+
+    /// Maps every key of `table` whose value `convert` turns into the
+    /// setting.
+    fn each<T: 'static>(
+        &mut self,
+        table: &[OneToOne<T>],
+        convert: fn(&str) -> Result<T, String>,
+    ) -> Result<(), ConfigError> {
+        for &(key, path, field) in table {
+            self.key(
+                key,
+                path,
+                Box::new(move |v, c| {
+                    *field(c) = convert(v)?;
+                    Ok(())
+                }),
+            )?;
+        }
         Ok(())
     }
 
@@ -217,11 +304,6 @@ impl<'a> Mapper<'a> {
                 }),
             )?;
         }
-        self.key(
-            "supervise_manage",
-            "supervise.manage",
-            Box::new(|v, c| truth(v, &mut c.supervise.manage)),
-        )?;
         Ok(())
     }
 
@@ -314,11 +396,6 @@ impl<'a> Mapper<'a> {
             Box::new(|v, c| parse_into::<ByteSize>(v, &mut c.image.size)),
         )?;
         self.key(
-            "image_discards",
-            "image.discard",
-            Box::new(|v, c| truth(v, &mut c.image.discard)),
-        )?;
-        self.key(
             "image_drive",
             "image.media",
             Box::new(|v, c| {
@@ -349,11 +426,6 @@ impl<'a> Mapper<'a> {
             "image.base",
             Box::new(|v, c| parse_opt(v, &mut c.image.base)),
         )?;
-        self.key(
-            "backing_file",
-            "image.backing",
-            Box::new(|v, c| truth(v, &mut c.image.backing)),
-        )?;
         if self.value("datadir").is_some() {
             self.used.insert("datadir");
             self.warn(
@@ -366,14 +438,6 @@ impl<'a> Mapper<'a> {
 
     fn map_create(&mut self) -> Result<(), ConfigError> {
         self.key(
-            "version",
-            "create.suite",
-            Box::new(|v, c| {
-                c.create.suite = v.to_owned();
-                Ok(())
-            }),
-        )?;
-        self.key(
             "arch",
             "create.arch",
             Box::new(|v, c| {
@@ -383,14 +447,6 @@ impl<'a> Mapper<'a> {
                     ));
                 }
                 c.create.arch = v.to_owned();
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "mirror",
-            "create.mirror",
-            Box::new(|v, c| {
-                c.create.mirror = v.to_owned();
                 Ok(())
             }),
         )?;
@@ -434,11 +490,6 @@ impl<'a> Mapper<'a> {
             "create.image_type",
             Box::new(|v, c| enum_into(v, &mut c.create.image_type)),
         )?;
-        self.key(
-            "qcow2_compression",
-            "create.compression",
-            Box::new(|v, c| truth(v, &mut c.create.compression)),
-        )?;
         Ok(())
     }
 
@@ -475,14 +526,6 @@ impl<'a> Mapper<'a> {
             "network.gateway",
             Box::new(|v, c| parse_opt(v, &mut c.network.gateway)),
         )?;
-        self.key(
-            "nic_model",
-            "network.nic_model",
-            Box::new(|v, c| {
-                c.network.nic_model = v.to_owned();
-                Ok(())
-            }),
-        )?;
         if let Some(mapping) = self.value("port_mapping") {
             let mut unbound = false;
             let items: Vec<&str> = split_list(&mapping.value).collect();
@@ -516,11 +559,6 @@ impl<'a> Mapper<'a> {
 
     fn map_ssh(&mut self) -> Result<(), ConfigError> {
         self.key(
-            "ssh_support",
-            "ssh.enabled",
-            Box::new(|v, c| truth(v, &mut c.ssh.enabled)),
-        )?;
-        self.key(
             "ssh_custom",
             "ssh.key",
             Box::new(|v, c| {
@@ -531,14 +569,6 @@ impl<'a> Mapper<'a> {
                 } else {
                     SshKey::Insecure
                 };
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "ssh_custom_pubkey",
-            "ssh.authorized_key",
-            Box::new(|v, c| {
-                c.ssh.authorized_key = non_empty(v).map(str::to_owned);
                 Ok(())
             }),
         )?;
@@ -670,30 +700,6 @@ impl<'a> Mapper<'a> {
             }),
         )?;
         self.key(
-            "provision_command",
-            "provision.command",
-            Box::new(|v, c| {
-                c.provision.command = non_empty(v).map(str::to_owned);
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "startup_command",
-            "hooks.startup_command",
-            Box::new(|v, c| {
-                c.hooks.startup_command = non_empty(v).map(str::to_owned);
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "poweroff_pre_command",
-            "hooks.pre_poweroff_command",
-            Box::new(|v, c| {
-                c.hooks.pre_poweroff_command = non_empty(v).map(str::to_owned);
-                Ok(())
-            }),
-        )?;
-        self.key(
             "startup_rsync_to_guest",
             "hooks.startup_rsync",
             Box::new(|v, c| {
@@ -727,55 +733,6 @@ impl<'a> Mapper<'a> {
             }),
         )?;
         self.key(
-            "spice_client",
-            "display.spice_client",
-            Box::new(|v, c| {
-                c.display.spice_client = v.to_owned();
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "vnc_client",
-            "display.vnc_client",
-            Box::new(|v, c| {
-                c.display.vnc_client = v.to_owned();
-                Ok(())
-            }),
-        )?;
-        self.key(
-            "run_spice_client",
-            "display.open_client",
-            Box::new(|v, c| truth(v, &mut c.display.open_client)),
-        )?;
-        self.key(
-            "kvmx_vdagent",
-            "display.vdagent",
-            Box::new(|v, c| truth(v, &mut c.display.vdagent)),
-        )?;
-        self.key(
-            "run_xpra",
-            "display.xpra",
-            Box::new(|v, c| truth(v, &mut c.display.xpra)),
-        )?;
-        self.key(
-            "run_xephyr",
-            "display.xephyr",
-            Box::new(|v, c| truth(v, &mut c.display.xephyr)),
-        )?;
-        self.key(
-            "xrandr",
-            "display.xrandr",
-            Box::new(|v, c| truth(v, &mut c.display.xrandr)),
-        )?;
-        self.key(
-            "xrandr_device",
-            "display.xrandr_device",
-            Box::new(|v, c| {
-                c.display.xrandr_device = non_empty(v).map(str::to_owned);
-                Ok(())
-            }),
-        )?;
-        self.key(
             "resolution",
             "display.resolution",
             Box::new(|v, c| parse_opt(v, &mut c.display.resolution)),
@@ -786,16 +743,18 @@ impl<'a> Mapper<'a> {
 
 /// Legacy truth: `y` and `1` are true (the original tool tested for exactly
 /// these); `n`, `0` and empty are false; anything else is a mistake.
+fn truth_value(value: &str) -> Result<bool, String> {
+    match value {
+        "y" | "1" | "yes" | "true" => Ok(true),
+        "n" | "0" | "no" | "false" | "" => Ok(false),
+        other => Err(format!(
+            "\"{other}\" is not a truth value: use \"y\" or \"1\" for yes, \"n\" or \"0\" for no"
+        )),
+    }
+}
+
 fn truth(value: &str, target: &mut bool) -> Result<(), String> {
-    *target = match value {
-        "y" | "1" | "yes" | "true" => true,
-        "n" | "0" | "no" | "false" | "" => false,
-        other => {
-            return Err(format!(
-                "\"{other}\" is not a truth value: use \"y\" or \"1\" for yes, \"n\" or \"0\" for no"
-            ));
-        }
-    };
+    *target = truth_value(value)?;
     Ok(())
 }
 

@@ -700,10 +700,25 @@ pub enum Vga {
     None,
 }
 
-/// `[supervise]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `[supervise]`: how kvmx watches over the VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Supervise {
     /// Keep this VM running under `kvmx supervise`.
     pub manage: bool,
+    /// Seconds `kvmx up` waits for the guest to answer SSH.
+    pub boot_timeout: u64,
+    /// Seconds `kvmx stop` waits after each step (ACPI power-off, then SSH
+    /// poweroff) before trying the next.
+    pub shutdown_timeout: u64,
+}
+
+impl Default for Supervise {
+    fn default() -> Self {
+        Supervise {
+            manage: false,
+            boot_timeout: 300,
+            shutdown_timeout: 60,
+        }
+    }
 }

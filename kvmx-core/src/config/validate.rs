@@ -61,6 +61,17 @@ fn check_hardware(config: &Config, problems: &mut Vec<Problem>) {
             "machine is empty: name a QEMU machine type such as \"pc\" or \"q35\"".into(),
         ));
     }
+    for (key, value) in [
+        ("boot_timeout", config.supervise.boot_timeout),
+        ("shutdown_timeout", config.supervise.shutdown_timeout),
+    ] {
+        if value == 0 {
+            problems.push(problem(
+                &["supervise", key],
+                format!("{key} = 0 leaves no time: give a number of seconds"),
+            ));
+        }
+    }
     if hardware.memory.as_mib() < 64 {
         problems.push(problem(
             &["hardware", "memory"],

@@ -1,0 +1,125 @@
+//! The error of running and reaching VMs.
+
+use camino::Utf8PathBuf;
+
+use crate::qmp::QmpError;
+
+/// What can go wrong running a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A kvmx-core operation failed.
+    #[error(transparent)]
+    Core(#[from] kvmx_core::Error),
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Usage(String),
+    /// A socket path is longer than a unix socket allows.
+    #[error("the socket path {path} is longer than 107 bytes")]
+    SocketPathTooLong {
+        /// The path.
+        path: Utf8PathBuf,
+    },
+    /// The VM has no image yet.
+    #[error("the VM has no image at {path}")]
+    NoImage {
+        /// Where it should be.
+        path: Utf8PathBuf,
+    },
+    /// The VM must be stopped for this.
+    #[error("{vm} is running")]
+    Running {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM must be running for this.
+    #[error("{vm} is not running")]
+    NotRunning {
+        /// The VM.
+        vm: String,
+    },
+    /// A host port a forward needs is taken.
+    #[error("host port {port} ({what}) is already in use on {address}")]
+    PortInUse {
+        /// The port.
+        port: u16,
+        /// The address.
+        address: String,
+        /// What the forward is for.
+        what: String,
+    },
+    /// QEMU could not start or exited at once.
+    #[error("QEMU exited while starting{status}:\n{stderr}")]
+    QemuFailed {
+        /// ", with status N" or empty.
+        status: String,
+        /// The end of what QEMU printed.
+        stderr: String,
+    },
+    /// The guest died or never answered.
+    #[error("{what}; the last lines of its console:\n{console}")]
+    Guest {
+        /// What happened.
+        what: String,
+        /// The end of the serial console log.
+        console: String,
+        /// The likely cause.
+        hint: String,
+    },
+    /// A program could not be run.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file operation failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: Utf8PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A closure wrapping an I/O error on `path`.
+    pub fn io<'a>(
+        action: &'static str,
+        path: &'a camino::Utf8Path,
+    ) -> impl FnOnce(std::io::Error) -> Error + 'a {
+        move |source| Error::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// Advice for the user.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Core(error) => error.hint(),
+            Error::NoImage { .. } => {
+                Some("build it with `kvmx-create`, or let `kvmx up` build it".into())
+            }
+            Error::Running { .. } => Some("stop it first with `kvmx stop`".into()),
+            Error::NotRunning { .. } => Some("start it with `kvmx up`".into()),
+            Error::PortInUse { .. } => {
+                Some("free the port or change network.forwards in kvmx.toml".into())
+            }
+            Error::Guest { hint, .. } => Some(hint.clone()),
+            Error::SocketPathTooLong { .. } => {
+                Some("use a shorter VM name or a shorter XDG_RUNTIME_DIR / KVMX_HOME".into())
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Running kvmx VMs: the QEMU command line, starting QEMU detached and
+//! supervising it through files that survive crashes, QMP control, and SSH
+//! into the guest.
+//!
+//! The public surface is [`Vm`]: `up`, `status`, `stop`, `kill`, `pause`,
+//! `resume`, `destroy`, plus [`Vm::qmp`] and [`Vm::ssh_target`] for raw
+//! access. Nothing here prints; long operations report through
+//! [`Progress`].
+
+mod error;
+pub mod files;
+pub mod qemu;
+pub mod qmp;
+pub mod ssh;
+pub mod state;
+mod vm;
+
+pub use error::Error;
+pub use vm::{Progress, Silent, State, Status, StopStep, UpReport, Vm};

@@ -1,0 +1,320 @@
+//! The QEMU command line: one pure function of the config and of what `up`
+//! decided for this run (accelerator, SSH port, file paths). Golden tests
+//! pin its output.
+
+use camino::Utf8PathBuf;
+use kvmx_core::config::{
+    Config, DisplayKind, DriveInterface, ImageFormat, Media, NetworkMode, Protocol, ShareKind,
+    Sound, Vga,
+};
+
+/// The accelerator a run uses, after `auto` has been decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// Software emulation.
+    Tcg,
+}
+
+impl Accel {
+    /// QEMU's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// Kernel, initrd and command line for a direct kernel boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelBoot {
+    /// `-kernel`.
+    pub kernel: Utf8PathBuf,
+    /// `-initrd`.
+    pub initrd: Utf8PathBuf,
+    /// `-append`.
+    pub append: String,
+}
+
+/// What a run needs beyond the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    /// The accelerator.
+    pub accel: Accel,
+    /// Host port forwarded to the guest's SSH (user networking with SSH).
+    pub ssh_port: Option<u16>,
+    /// Direct kernel boot, when the image has no bootloader.
+    pub kernel_boot: Option<KernelBoot>,
+    /// QMP socket.
+    pub qmp_socket: Utf8PathBuf,
+    /// Serial console socket.
+    pub serial_socket: Utf8PathBuf,
+    /// Serial console log.
+    pub console_log: Utf8PathBuf,
+    /// SPICE socket (display kind spice).
+    pub spice_socket: Utf8PathBuf,
+    /// VNC socket (display kind vnc).
+    pub vnc_socket: Utf8PathBuf,
+}
+
+/// The arguments (without the program) that run `config` as `launch` says.
+/// `config` must be resolved (name and image path set).
+pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
+    let mut args = Args::default();
+    let name = config.vm.name.as_ref().map_or("vm", |n| n.as_str());
+    let hardware = &config.hardware;
+    args.push("-name", format!("{name},process=kvmx-{name}"));
+    args.flag("-nodefaults");
+    args.flag("-no-user-config");
+    args.push(
+        "-machine",
+        format!("{},accel={}", hardware.machine, launch.accel.as_str()),
+    );
+    args.push(
+        "-cpu",
+        if launch.accel == Accel::Kvm {
+            "host"
+        } else {
+            "max"
+        },
+    );
+    args.push("-smp", hardware.cpus.to_string());
+    args.push("-m", format!("{}M", hardware.memory.as_mib()));
+    disks(config, &mut args);
+    if let Some(boot) = &launch.kernel_boot {
+        args.push("-kernel", boot.kernel.as_str());
+        args.push("-initrd", boot.initrd.as_str());
+        args.push("-append", boot.append.as_str());
+    }
+    network(config, launch, &mut args);
+    shares(config, &mut args);
+    devices(config, &mut args);
+    display(config, launch, &mut args);
+    args.push(
+        "-chardev",
+        format!(
+            "socket,id=serial0,path={},server=on,wait=off,logfile={},logappend=on",
+            escape(launch.serial_socket.as_str()),
+            escape(launch.console_log.as_str())
+        ),
+    );
+    args.push("-serial", "chardev:serial0");
+    args.push(
+        "-chardev",
+        format!(
+            "socket,id=qmp0,path={},server=on,wait=off",
+            escape(launch.qmp_socket.as_str())
+        ),
+    );
+    args.push("-mon", "chardev=qmp0,mode=control");
+    args.0.extend(hardware.qemu_args.iter().cloned());
+    args.0
+}
+
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn push(&mut self, option: &str, value: impl Into<String>) {
+        self.0.push(option.to_owned());
+        self.0.push(value.into());
+    }
+    fn flag(&mut self, option: &str) {
+        self.0.push(option.to_owned());
+    }
+}
+
+fn disks(config: &Config, args: &mut Args) {
+    let image = &config.image;
+    let path = image
+        .path
+        .as_ref()
+        .expect("a resolved config has an image path");
+    let mut drive = format!("file={},id=disk0", escape(path.as_str()));
+    match image.media {
+        Media::Cdrom => drive.push_str(",media=cdrom,readonly=on"),
+        Media::Disk => {
+            let format = match image.format {
+                ImageFormat::Qcow2 => "qcow2",
+                ImageFormat::Raw => "raw",
+            };
+            let interface = match image.interface {
+                DriveInterface::Virtio => "virtio",
+                DriveInterface::Ide => "ide",
+                DriveInterface::Scsi => "scsi",
+            };
+            drive.push_str(&format!(",format={format},if={interface}"));
+            if image.discard {
+                drive.push_str(",discard=unmap");
+            }
+        }
+    }
+    if let Some(options) = &image.drive_options {
+        drive.push(',');
+        drive.push_str(options);
+    }
+    args.push("-drive", drive);
+    if let Some(cdrom) = &image.cdrom {
+        args.push(
+            "-drive",
+            format!("file={},media=cdrom,readonly=on", escape(cdrom.as_str())),
+        );
+    }
+    if image.snapshot {
+        args.flag("-snapshot");
+    }
+}
+
+fn network(config: &Config, launch: &Launch, args: &mut Args) {
+    let network = &config.network;
+    let netdev = match network.mode {
+        NetworkMode::None => return,
+        NetworkMode::Tap => {
+            let name = config.vm.name.as_ref().map_or("vm", |n| n.as_str());
+            format!(
+                "tap,id=net0,ifname={},script=no,downscript=no",
+                tap_name(name)
+            )
+        }
+        NetworkMode::User => {
+            let mut netdev = String::from("user,id=net0");
+            if let Some(port) = launch.ssh_port {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+            }
+            for forward in &network.forwards {
+                let protocol = match forward.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                netdev.push_str(&format!(
+                    ",hostfwd={protocol}:{}:{}-:{}",
+                    forward.address, forward.host, forward.guest
+                ));
+            }
+            netdev
+        }
+    };
+    args.push("-netdev", netdev);
+    args.push("-device", format!("{},netdev=net0", network.nic_model));
+}
+
+/// Tap interface names are limited to 15 bytes.
+fn tap_name(vm: &str) -> String {
+    let mut name = format!("kvmx-{vm}");
+    name.truncate(15);
+    name
+}
+
+fn shares(config: &Config, args: &mut Args) {
+    for share in config.shares.iter().filter(|s| s.kind == ShareKind::NineP) {
+        let mut fsdev = format!(
+            "local,id=fs-{id},path={path},security_model=none",
+            id = share.id,
+            path = escape(share.host.as_str())
+        );
+        if share.read_only {
+            fsdev.push_str(",readonly=on");
+        }
+        args.push("-fsdev", fsdev);
+        args.push(
+            "-device",
+            format!("virtio-9p-pci,fsdev=fs-{id},mount_tag={id}", id = share.id),
+        );
+    }
+}
+
+fn devices(config: &Config, args: &mut Args) {
+    let hardware = &config.hardware;
+    if hardware.virtio_rng {
+        args.push("-object", "rng-random,id=rng0,filename=/dev/urandom");
+        let mut device = String::from("virtio-rng-pci,rng=rng0");
+        if let Some(bytes) = hardware.virtio_rng_max_bytes {
+            device.push_str(&format!(",max-bytes={bytes}"));
+        }
+        if let Some(period) = hardware.virtio_rng_period_ms {
+            device.push_str(&format!(",period={period}"));
+        }
+        args.push("-device", device);
+    }
+    match hardware.usb {
+        0 => {}
+        1 => args.push("-device", "piix3-usb-uhci,id=usb"),
+        2 => args.push("-device", "usb-ehci,id=usb"),
+        _ => args.push("-device", "qemu-xhci,id=usb"),
+    }
+    if hardware.sound != Sound::None {
+        args.push("-audiodev", "pa,id=snd0");
+        match hardware.sound {
+            Sound::Hda => {
+                args.push("-device", "intel-hda");
+                args.push("-device", "hda-duplex,audiodev=snd0");
+            }
+            Sound::Ac97 => args.push("-device", "AC97,audiodev=snd0"),
+            Sound::Sb16 => args.push("-device", "sb16,audiodev=snd0"),
+            Sound::Es1370 => args.push("-device", "ES1370,audiodev=snd0"),
+            Sound::None => {}
+        }
+    }
+}
+
+fn display(config: &Config, launch: &Launch, args: &mut Args) {
+    let display = &config.display;
+    let vga = |default: Vga| match display.vga.unwrap_or(default) {
+        Vga::Std => "std",
+        Vga::Qxl => "qxl",
+        Vga::Virtio => "virtio",
+        Vga::Cirrus => "cirrus",
+        Vga::None => "none",
+    };
+    match display.kind {
+        DisplayKind::None => {
+            args.push("-display", "none");
+            if let Some(card) = display.vga {
+                args.push("-vga", vga(card));
+            }
+        }
+        DisplayKind::Spice => {
+            args.push("-vga", vga(Vga::Qxl));
+            args.push("-display", "none");
+            args.push(
+                "-spice",
+                format!(
+                    "unix=on,addr={},disable-ticketing=on",
+                    escape(launch.spice_socket.as_str())
+                ),
+            );
+            if display.vdagent {
+                args.push("-device", "virtio-serial-pci");
+                args.push("-chardev", "spicevmc,id=vdagent,name=vdagent");
+                args.push(
+                    "-device",
+                    "virtserialport,chardev=vdagent,name=com.redhat.spice.0",
+                );
+            }
+        }
+        DisplayKind::Vnc => {
+            args.push("-vga", vga(Vga::Std));
+            args.push("-display", "none");
+            args.push(
+                "-vnc",
+                format!("unix:{}", escape(launch.vnc_socket.as_str())),
+            );
+        }
+        DisplayKind::Gtk => {
+            args.push("-vga", vga(Vga::Std));
+            args.push("-display", "gtk");
+        }
+        DisplayKind::Sdl => {
+            args.push("-vga", vga(Vga::Std));
+            args.push("-display", "sdl");
+        }
+    }
+}
+
+/// QEMU option values separate with commas; a comma in a path is doubled.
+fn escape(value: &str) -> String {
+    value.replace(',', ",,")
+}

@@ -1,0 +1,9 @@
+//! QEMU: its command line, the accelerator choice, and starting it.
+
+pub mod accel;
+pub mod cmdline;
+
+pub use cmdline::{Accel, KernelBoot, Launch, qemu_args};
+
+/// The QEMU binary for x86_64 guests.
+pub const QEMU: &str = "qemu-system-x86_64";

@@ -1,0 +1,658 @@
+//! A VM and what can be done to it: start, inspect, pause, stop, remove.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use camino::Utf8PathBuf;
+use kvmx_core::config::values::VmName;
+use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol};
+use kvmx_core::layout::{DirectBoot, Layout};
+use nix::fcntl::Flock;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use serde::Serialize;
+
+use crate::Error;
+use crate::files::VmFiles;
+use crate::qemu::{self, Accel, KernelBoot, Launch};
+use crate::qmp::Qmp;
+use crate::ssh::SshTarget;
+use crate::state::{self, PortForward, RunLock, RunState};
+
+/// How long QMP calls may take.
+const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long QEMU gets to open its QMP socket after it starts.
+const QEMU_START_DEADLINE: Duration = Duration::from_secs(15);
+/// How long QMP `quit` and SIGTERM each get before the next step.
+const QUIT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The state of a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// QEMU runs and the guest runs.
+    Running,
+    /// QEMU runs and the guest is paused.
+    Paused,
+    /// Another `kvmx up` is starting it.
+    Starting,
+    /// Not running.
+    Stopped,
+    /// QEMU died without a clean stop.
+    Crashed,
+}
+
+/// What `status` tells.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The VM's name.
+    pub name: String,
+    /// Its state.
+    pub state: State,
+    /// QEMU's pid while it runs.
+    pub pid: Option<i32>,
+    /// Seconds since QEMU started.
+    pub uptime_seconds: Option<u64>,
+    /// The accelerator of the run.
+    pub accelerator: Option<Accel>,
+    /// Forwarded ports, SSH first.
+    pub forwards: Vec<PortForward>,
+    /// The disk image.
+    pub image: Utf8PathBuf,
+    /// The image's virtual size in bytes, when it exists.
+    pub image_virtual_size: Option<u64>,
+    /// Bytes the image takes on the host's disk.
+    pub image_disk_usage: Option<u64>,
+    /// The last console lines of a crashed VM.
+    pub last_console: Vec<String>,
+}
+
+/// What `up` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpReport {
+    /// False when the VM was already running.
+    pub started: bool,
+    /// The accelerator in use.
+    pub accelerator: Accel,
+    /// Why `auto` chose TCG, if it did.
+    pub accelerator_note: Option<String>,
+    /// The SSH port, if any.
+    pub ssh_port: Option<u16>,
+    /// Seconds from start until the guest answered.
+    pub seconds: f64,
+}
+
+/// How the VM was stopped: the step of the escalation that worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopStep {
+    /// It was not running.
+    AlreadyStopped,
+    /// ACPI power button (QMP `system_powerdown`).
+    AcpiPowerdown,
+    /// `poweroff` over SSH.
+    SshPoweroff,
+    /// QMP `quit`.
+    QmpQuit,
+    /// SIGTERM to QEMU.
+    Sigterm,
+    /// SIGKILL to QEMU.
+    Sigkill,
+}
+
+/// Progress of a long operation, for the caller to show.
+pub trait Progress {
+    /// A new stage begins.
+    fn stage(&mut self, name: &str);
+    /// Something worth telling happened.
+    fn note(&mut self, text: &str);
+}
+
+/// Progress that shows nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn stage(&mut self, _: &str) {}
+    fn note(&mut self, _: &str) {}
+}
+
+/// A VM with its resolved config.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// Its name.
+    pub name: VmName,
+    /// Its effective config.
+    pub config: Config,
+    /// Its files.
+    pub files: VmFiles,
+}
+
+impl Vm {
+    /// The VM `name` with its resolved `config`.
+    pub fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
+        Vm {
+            files: VmFiles::new(layout, &name),
+            name,
+            config,
+        }
+    }
+
+    /// The disk image path.
+    pub fn image(&self) -> Utf8PathBuf {
+        self.config
+            .image
+            .path
+            .clone()
+            .unwrap_or_else(|| self.files.paths.default_image())
+    }
+
+    /// The current state and facts of the VM.
+    pub fn status(&self) -> Result<Status, Error> {
+        let image = self.image();
+        let mut status = Status {
+            name: self.name.to_string(),
+            state: State::Stopped,
+            pid: None,
+            uptime_seconds: None,
+            accelerator: None,
+            forwards: Vec::new(),
+            image_virtual_size: image_virtual_size(&image),
+            image_disk_usage: disk_usage(&image),
+            image,
+            last_console: Vec::new(),
+        };
+        let run = state::read(&self.files);
+        match RunLock::try_take(&self.files)? {
+            RunLock::Acquired(_) => {
+                if run.is_some() {
+                    status.state = State::Crashed;
+                    status.last_console = state::console_tail(&self.files, 15);
+                }
+            }
+            RunLock::Busy => match run {
+                None => status.state = State::Starting,
+                Some(run) => {
+                    status.state = match self.qmp().and_then(|mut q| Ok(q.run_state()?)) {
+                        Ok(qemu_state) if qemu_state == "paused" => State::Paused,
+                        _ => State::Running,
+                    };
+                    status.pid = Some(run.pid);
+                    status.uptime_seconds = Some(now().saturating_sub(run.started_at));
+                    status.accelerator = Some(run.accelerator);
+                    status.forwards = run.forwards;
+                }
+            },
+        }
+        Ok(status)
+    }
+
+    /// Connects to the VM's QMP socket.
+    pub fn qmp(&self) -> Result<Qmp, Error> {
+        Ok(Qmp::connect(&self.files.qmp_socket(), QMP_TIMEOUT)?)
+    }
+
+    /// How to reach the running guest over SSH.
+    pub fn ssh_target(&self) -> Result<SshTarget, Error> {
+        let run = state::read(&self.files).ok_or_else(|| Error::NotRunning {
+            vm: self.name.to_string(),
+        })?;
+        let port = run.ssh_port.ok_or_else(|| {
+            Error::Usage(format!(
+                "{} has no SSH port: SSH needs ssh.enabled and user networking",
+                self.name
+            ))
+        })?;
+        let ssh = &self.config.ssh;
+        Ok(SshTarget {
+            user: ssh
+                .user
+                .as_ref()
+                .unwrap_or(&self.config.vm.user)
+                .to_string(),
+            port,
+            key: self.files.paths.ssh_key(),
+            known_hosts: self.files.paths.known_hosts(),
+            env: ssh
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Starts the VM and waits until the guest answers SSH (when SSH is
+    /// enabled). A running VM is left as it is.
+    pub fn up(&self, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+        let started_at = Instant::now();
+        self.files.check_socket_paths()?;
+        let lock = match RunLock::try_take(&self.files)? {
+            RunLock::Acquired(lock) => lock,
+            RunLock::Busy => return self.already_running(),
+        };
+        state::clear(&self.files);
+        let image = self.image();
+        if !image.exists() {
+            return Err(Error::NoImage { path: image });
+        }
+        progress.stage("choosing the accelerator");
+        let choice = qemu::accel::choose(self.config.hardware.accelerator, qemu::QEMU)?;
+        if let Some(reason) = &choice.fallback_reason {
+            progress.note(&format!("using TCG (software emulation): {reason}"));
+        }
+        let forwards = self.check_forwards()?;
+        progress.stage("starting QEMU");
+        let ssh_port = self.wants_ssh().then(free_port).transpose()?;
+        let run = self.spawn_qemu(&lock, choice.accel, ssh_port, forwards, image)?;
+        drop(lock);
+        if let Some(port) = ssh_port {
+            progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
+            self.wait_for_ssh(run.pid)?;
+        }
+        Ok(UpReport {
+            started: true,
+            accelerator: choice.accel,
+            accelerator_note: choice.fallback_reason,
+            ssh_port,
+            seconds: started_at.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn already_running(&self) -> Result<UpReport, Error> {
+        // Another `up` may still be writing the state file.
+        let deadline = Instant::now() + QEMU_START_DEADLINE;
+        loop {
+            if let Some(run) = state::read(&self.files) {
+                return Ok(UpReport {
+                    started: false,
+                    accelerator: run.accelerator,
+                    accelerator_note: None,
+                    ssh_port: run.ssh_port,
+                    seconds: 0.0,
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Usage(format!(
+                    "{} is locked by another kvmx that has not started QEMU",
+                    self.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn wants_ssh(&self) -> bool {
+        self.config.ssh.enabled && self.config.network.mode == NetworkMode::User
+    }
+
+    /// Fails when a configured host port is taken, before QEMU starts.
+    fn check_forwards(&self) -> Result<Vec<PortForward>, Error> {
+        let mut forwards = Vec::new();
+        for forward in &self.config.network.forwards {
+            let protocol = match forward.protocol {
+                Protocol::Tcp => "tcp",
+                Protocol::Udp => "udp",
+            };
+            let address = (forward.address, forward.host.0);
+            let free = match forward.protocol {
+                Protocol::Tcp => std::net::TcpListener::bind(address).is_ok(),
+                Protocol::Udp => std::net::UdpSocket::bind(address).is_ok(),
+            };
+            if !free {
+                return Err(Error::PortInUse {
+                    port: forward.host.0,
+                    address: forward.address.to_string(),
+                    what: format!("{protocol} forward to guest port {}", forward.guest),
+                });
+            }
+            forwards.push(PortForward {
+                protocol: protocol.into(),
+                address: forward.address.to_string(),
+                host: forward.host.0,
+                guest: forward.guest.0,
+            });
+        }
+        Ok(forwards)
+    }
+
+    fn kernel_boot(&self, image: &camino::Utf8Path) -> Result<Option<KernelBoot>, Error> {
+        let files = DirectBoot::beside(image);
+        if self.config.create.bootloader != Bootloader::Direct && !files.kernel.exists() {
+            return Ok(None);
+        }
+        let append =
+            std::fs::read_to_string(&files.cmdline).map_err(Error::io("read", &files.cmdline))?;
+        Ok(Some(KernelBoot {
+            kernel: files.kernel,
+            initrd: files.initrd,
+            append: append.trim().to_owned(),
+        }))
+    }
+
+    fn spawn_qemu(
+        &self,
+        lock: &Flock<File>,
+        accel: Accel,
+        ssh_port: Option<u16>,
+        mut forwards: Vec<PortForward>,
+        image: Utf8PathBuf,
+    ) -> Result<RunState, Error> {
+        let launch = Launch {
+            accel,
+            ssh_port,
+            kernel_boot: self.kernel_boot(&image)?,
+            qmp_socket: self.files.qmp_socket(),
+            serial_socket: self.files.serial_socket(),
+            console_log: self.files.console_log(),
+            spice_socket: self.files.spice_socket(),
+            vnc_socket: self.files.vnc_socket(),
+        };
+        std::fs::create_dir_all(&self.files.paths.data)
+            .map_err(Error::io("create", &self.files.paths.data))?;
+        // A fresh console log per run, so a crash shows this run's lines.
+        let _ = std::fs::remove_file(self.files.console_log());
+        let stderr_path = self.files.paths.runtime.join("qemu.stderr");
+        let stderr = File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
+        state::hand_down(lock)?;
+        let mut child = Command::new(qemu::QEMU)
+            .args(qemu::qemu_args(&self.config, &launch))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: qemu::QEMU.into(),
+                source,
+            })?;
+        let pid = child.id() as i32;
+        if let Some(port) = ssh_port {
+            forwards.insert(
+                0,
+                PortForward {
+                    protocol: "tcp".into(),
+                    address: "127.0.0.1".into(),
+                    host: port,
+                    guest: 22,
+                },
+            );
+        }
+        let run = RunState {
+            pid,
+            started_at: now(),
+            accelerator: accel,
+            ssh_port,
+            forwards,
+            image,
+        };
+        state::write(&self.files, &run)?;
+        let _ = std::fs::write(self.files.paths.pid_file(), format!("{pid}\n"));
+        // Wait for QMP: then QEMU has parsed its options and opened the
+        // disk and ports.
+        let deadline = Instant::now() + QEMU_START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                state::clear(&self.files);
+                let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                return Err(Error::QemuFailed {
+                    status: status
+                        .code()
+                        .map(|c| format!(", with status {c}"))
+                        .unwrap_or_default(),
+                    stderr: tail(&text, 20),
+                });
+            }
+            if self.qmp().is_ok() {
+                return Ok(run);
+            }
+            if Instant::now() > deadline {
+                return Err(Error::QemuFailed {
+                    status: " (no QMP socket in time)".into(),
+                    stderr: tail(
+                        &std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+                        20,
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_for_ssh(&self, pid: i32) -> Result<(), Error> {
+        let target = self.ssh_target()?;
+        let timeout = Duration::from_secs(self.config.supervise.boot_timeout);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !state::process_alive(pid) {
+                return Err(self.guest_error(
+                    "QEMU exited before the guest answered SSH".into(),
+                    "the guest powered off or crashed during boot; see the console lines above",
+                ));
+            }
+            if target.answers() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let accel = state::read(&self.files).map(|r| r.accelerator);
+                let hint = if accel == Some(Accel::Kvm) {
+                    "KVM may hang on this host: try KVMX_ACCEL=tcg; or raise supervise.boot_timeout"
+                } else if self.console_is_empty() {
+                    "the guest printed nothing on its serial console: the image may not boot (check create.bootloader), or it does not print to ttyS0"
+                } else {
+                    "the guest booted but SSH did not answer: check that sshd runs and the VM's key is authorized, or raise supervise.boot_timeout"
+                };
+                return Err(self.guest_error(
+                    format!(
+                        "the guest did not answer SSH within {} s (it is still running)",
+                        timeout.as_secs()
+                    ),
+                    hint,
+                ));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn console_is_empty(&self) -> bool {
+        std::fs::metadata(self.files.console_log()).map_or(true, |m| m.len() == 0)
+    }
+
+    fn guest_error(&self, what: String, hint: &str) -> Error {
+        Error::Guest {
+            what,
+            console: state::console_tail(&self.files, 15).join("\n"),
+            hint: hint.into(),
+        }
+    }
+
+    /// Stops the VM, escalating with a deadline at each step: ACPI power
+    /// button, SSH `poweroff`, QMP `quit`, SIGTERM, SIGKILL. `force` goes
+    /// straight to QMP `quit`.
+    pub fn stop(&self, force: bool, progress: &mut dyn Progress) -> Result<StopStep, Error> {
+        let Some(run) = self.running_state()? else {
+            state::clear(&self.files);
+            return Ok(StopStep::AlreadyStopped);
+        };
+        let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
+        let pid = run.pid;
+        if !force {
+            progress.stage("ACPI power-off");
+            if self
+                .qmp()
+                .and_then(|mut q| Ok(q.execute("system_powerdown", None)?))
+                .is_ok()
+                && wait_exit(pid, patience)
+            {
+                return Ok(self.stopped(StopStep::AcpiPowerdown));
+            }
+            if let (true, Ok(target)) = (self.config.ssh.enabled, self.ssh_target()) {
+                progress.stage("poweroff over SSH");
+                let _ = target
+                    .command()
+                    .args(["-o", "BatchMode=yes", "sudo -n poweroff"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                if wait_exit(pid, patience) {
+                    return Ok(self.stopped(StopStep::SshPoweroff));
+                }
+            }
+        }
+        progress.stage("QMP quit");
+        if self
+            .qmp()
+            .and_then(|mut q| Ok(q.execute("quit", None)?))
+            .is_ok()
+            && wait_exit(pid, QUIT_DEADLINE)
+        {
+            return Ok(self.stopped(StopStep::QmpQuit));
+        }
+        progress.stage("SIGTERM");
+        signal(pid, Signal::SIGTERM);
+        if wait_exit(pid, QUIT_DEADLINE) {
+            return Ok(self.stopped(StopStep::Sigterm));
+        }
+        progress.stage("SIGKILL");
+        signal(pid, Signal::SIGKILL);
+        wait_exit(pid, QUIT_DEADLINE);
+        Ok(self.stopped(StopStep::Sigkill))
+    }
+
+    /// Kills QEMU at once (SIGKILL).
+    pub fn kill(&self) -> Result<bool, Error> {
+        let Some(run) = self.running_state()? else {
+            state::clear(&self.files);
+            return Ok(false);
+        };
+        signal(run.pid, Signal::SIGKILL);
+        wait_exit(run.pid, QUIT_DEADLINE);
+        state::clear(&self.files);
+        Ok(true)
+    }
+
+    /// Pauses the guest's CPUs.
+    pub fn pause(&self) -> Result<(), Error> {
+        self.require_running()?;
+        self.qmp()?.execute("stop", None)?;
+        Ok(())
+    }
+
+    /// Resumes a paused guest.
+    pub fn resume(&self) -> Result<(), Error> {
+        self.require_running()?;
+        self.qmp()?.execute("cont", None)?;
+        Ok(())
+    }
+
+    /// Deletes the VM's disk image and data folder (keys, logs). Refuses
+    /// while it runs; never deletes a block device.
+    pub fn destroy(&self) -> Result<Vec<Utf8PathBuf>, Error> {
+        if self.running_state()?.is_some() {
+            return Err(Error::Running {
+                vm: self.name.to_string(),
+            });
+        }
+        let mut removed = Vec::new();
+        let image = self.image();
+        let is_file = std::fs::symlink_metadata(&image).is_ok_and(|m| m.file_type().is_file());
+        if is_file && !image.starts_with(&self.files.paths.data) {
+            std::fs::remove_file(&image).map_err(Error::io("remove", &image))?;
+            removed.push(image);
+        }
+        for folder in [&self.files.paths.data, &self.files.paths.runtime] {
+            if folder.exists() {
+                std::fs::remove_dir_all(folder).map_err(Error::io("remove", folder))?;
+                removed.push(folder.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The state of the current run, `None` when QEMU does not run.
+    fn running_state(&self) -> Result<Option<RunState>, Error> {
+        match RunLock::try_take(&self.files)? {
+            RunLock::Acquired(_) => Ok(None),
+            RunLock::Busy => Ok(state::read(&self.files)),
+        }
+    }
+
+    fn require_running(&self) -> Result<RunState, Error> {
+        self.running_state()?.ok_or_else(|| Error::NotRunning {
+            vm: self.name.to_string(),
+        })
+    }
+
+    fn stopped(&self, step: StopStep) -> StopStep {
+        state::clear(&self.files);
+        step
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn signal(pid: i32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+}
+
+/// Waits up to `deadline` for `pid` to exit.
+fn wait_exit(pid: i32, deadline: Duration) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if !state::process_alive(pid) || is_zombie(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// A QEMU started by this very process and already dead stays a zombie
+/// until reaped; count it as gone.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// A free TCP port on 127.0.0.1 for the SSH forward.
+fn free_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .map_err(Error::io("bind", camino::Utf8Path::new("127.0.0.1")))?;
+    let port = listener
+        .local_addr()
+        .map_err(Error::io("bind", camino::Utf8Path::new("127.0.0.1")))?
+        .port();
+    Ok(port)
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn image_virtual_size(image: &camino::Utf8Path) -> Option<u64> {
+    let output = Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(image)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    info.get("virtual-size")?.as_u64()
+}
+
+fn disk_usage(image: &camino::Utf8Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(image).ok().map(|m| m.blocks() * 512)
+}

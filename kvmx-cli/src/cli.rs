@@ -47,6 +47,35 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff).
     Man,
+    /// Start a VM (building its image first if needed) and wait for SSH.
+    Up(UpArgs),
+    /// Power a VM off: ACPI, then SSH poweroff, QMP quit, SIGTERM, SIGKILL.
+    #[command(alias = "poweroff")]
+    Stop(StopArgs),
+    /// Kill a VM's QEMU at once.
+    Kill(VmArg),
+    /// Pause a running VM.
+    Suspend(VmArg),
+    /// Resume a paused VM.
+    Resume(VmArg),
+    /// Stop a VM, then start it again.
+    Restart(VmArg),
+    /// Show whether a VM runs, with its ports, accelerator and image.
+    Status(VmArg),
+    /// Delete a stopped VM's disk image and data (keys, logs).
+    Destroy(DestroyArgs),
+    /// Destroy a VM and remove it from the registry.
+    Purge(DestroyArgs),
+    /// Attach to a running VM's serial console (Ctrl-] detaches).
+    Console(VmArg),
+    /// Log in to a running VM, or run a command there.
+    Ssh(SshArgs),
+    /// Send a raw QMP command (JSON) to a running VM.
+    Qmp(QmpArgs),
+    /// Run a QEMU monitor (HMP) command in a running VM.
+    Monitor(MonitorArgs),
+    /// Show which host port reaches a guest port.
+    Port(PortArgs),
 }
 
 /// `kvmx init`.
@@ -95,4 +124,70 @@ pub struct VmArg {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// `kvmx up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// A registered VM name or a project folder.
+    pub vm: Option<String>,
+    /// Follow the serial console after starting instead of waiting for SSH.
+    #[arg(long)]
+    pub console: bool,
+}
+
+/// `kvmx stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// A registered VM name or a project folder.
+    pub vm: Option<String>,
+    /// Skip the guest's own shutdown: QMP quit, then signals.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `kvmx destroy` and `kvmx purge`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// A registered VM name or a project folder.
+    pub vm: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// `kvmx ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// A registered VM name or a project folder.
+    pub vm: Option<String>,
+    /// A command to run instead of a login shell (after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `kvmx qmp`.
+#[derive(Debug, Args)]
+pub struct QmpArgs {
+    /// `[VM] JSON`: the VM (optional) and a QMP message such as
+    /// '{"execute":"query-status"}'.
+    #[arg(num_args = 1..=2, required = true, value_names = ["VM", "JSON"])]
+    pub args: Vec<String>,
+}
+
+/// `kvmx monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// `[VM] COMMAND`: the VM (optional) and an HMP command such as
+    /// "info status" (quoted as one argument).
+    #[arg(num_args = 1..=2, required = true, value_names = ["VM", "COMMAND"])]
+    pub args: Vec<String>,
+}
+
+/// `kvmx port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// `[VM] [GUEST_PORT]`: without a guest port, every forward is listed.
+    #[arg(num_args = 0..=2, value_names = ["VM", "GUEST_PORT"])]
+    pub args: Vec<String>,
 }

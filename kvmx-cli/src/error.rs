@@ -93,3 +93,20 @@ impl From<std::io::Error> for CommandError {
         }
     }
 }
+
+impl From<kvmx_provision::Error> for CommandError {
+    fn from(error: kvmx_provision::Error) -> Self {
+        use kvmx_provision::Error as E;
+        let kind = match &error {
+            E::Core(kvmx_core::Error::Config(_)) => Kind::Config,
+            E::Core(kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. })
+            | E::Usage(_) => Kind::Usage,
+            _ => Kind::Failure,
+        };
+        CommandError {
+            kind,
+            hint: error.hint(),
+            error: Box::new(error),
+        }
+    }
+}

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 pub mod error;
 pub mod output;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,16 @@ impl Output {
         }
     }
 
+    /// Whether `--quiet` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// Stage progress on stderr, silent with `--quiet`.
+    pub fn stages(&self) -> crate::progress::StagePrinter {
+        crate::progress::StagePrinter::new(self.quiet)
+    }
+
     /// A result line on stdout.
     pub fn result(&self, text: &str) {
         let mut stdout = std::io::stdout().lock();

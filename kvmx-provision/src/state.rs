@@ -10,7 +10,6 @@ use std::os::fd::AsRawFd;
 
 use camino::Utf8PathBuf;
 use kvmx_core::atomic_file::{self, Overwrite};
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -48,10 +47,11 @@ pub struct PortForward {
 }
 
 /// The lock of a VM's runtime: held by `up` while it starts QEMU, then by
-/// QEMU itself.
+/// QEMU itself. (std's `File` lock, not nix's `Flock`: dropping a `Flock`
+/// unlocks explicitly, which would also unlock QEMU's inherited copy.)
 pub enum RunLock {
     /// Nobody runs the VM; this process now holds the lock.
-    Acquired(Flock<File>),
+    Acquired(File),
     /// QEMU (or another `kvmx up`) holds it.
     Busy,
 }
@@ -67,17 +67,17 @@ impl RunLock {
             .write(true)
             .open(&path)
             .map_err(Error::io("open", &path))?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(RunLock::Acquired(lock)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(RunLock::Busy),
-            Err((_, errno)) => Err(Error::io("lock", &path)(errno.into())),
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock::Acquired(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(RunLock::Busy),
+            Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path)(error)),
         }
     }
 }
 
 /// Lets a child process inherit the locked descriptor, so the lock stays
 /// held while the child lives.
-pub fn hand_down(lock: &Flock<File>) -> Result<(), Error> {
+pub fn hand_down(lock: &File) -> Result<(), Error> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     fcntl(lock.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
         .map_err(|errno| Error::io("share", camino::Utf8Path::new("the VM lock"))(errno.into()))?;

@@ -9,7 +9,6 @@ use camino::Utf8PathBuf;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol};
 use kvmx_core::layout::{DirectBoot, Layout};
-use nix::fcntl::Flock;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::Serialize;
@@ -222,9 +221,9 @@ impl Vm {
         })
     }
 
-    /// Starts the VM and waits until the guest answers SSH (when SSH is
-    /// enabled). A running VM is left as it is.
-    pub fn up(&self, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+    /// Starts the VM and, with `wait_for_ssh`, waits until the guest
+    /// answers SSH (when SSH is enabled). A running VM is left as it is.
+    pub fn up(&self, wait_for_ssh: bool, progress: &mut dyn Progress) -> Result<UpReport, Error> {
         let started_at = Instant::now();
         self.files.check_socket_paths()?;
         let lock = match RunLock::try_take(&self.files)? {
@@ -246,7 +245,7 @@ impl Vm {
         let ssh_port = self.wants_ssh().then(free_port).transpose()?;
         let run = self.spawn_qemu(&lock, choice.accel, ssh_port, forwards, image)?;
         drop(lock);
-        if let Some(port) = ssh_port {
+        if let (Some(port), true) = (ssh_port, wait_for_ssh) {
             progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
             self.wait_for_ssh(run.pid)?;
         }
@@ -332,7 +331,7 @@ impl Vm {
 
     fn spawn_qemu(
         &self,
-        lock: &Flock<File>,
+        lock: &File,
         accel: Accel,
         ssh_port: Option<u16>,
         mut forwards: Vec<PortForward>,

@@ -1,6 +1,7 @@
 //! `kvmx list`: the registered VMs.
 
 use kvmx_core::{Project, Registry};
+use kvmx_provision::Vm;
 use serde::Serialize;
 
 use super::Context;
@@ -13,6 +14,27 @@ struct Entry {
     dir: String,
     /// The project file, or null when the folder no longer has one.
     file: Option<String>,
+    /// running, paused, starting, stopped, crashed; or unknown when the
+    /// config cannot be read.
+    state: String,
+}
+
+/// The state of the VM in `project`, as `status` names it.
+fn state_of(project: Option<&Project>, context: &Context) -> String {
+    let Some(project) = project else {
+        return "unknown".into();
+    };
+    let status = project
+        .load(&context.layout)
+        .map_err(kvmx_provision::Error::from)
+        .and_then(|loaded| Vm::new(&context.layout, loaded.name, loaded.config).status());
+    match status {
+        Ok(status) => serde_json::to_value(status.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        Err(_) => "unknown".into(),
+    }
 }
 
 pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
@@ -20,10 +42,14 @@ pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
     let entries: Vec<Entry> = registry
         .vms
         .iter()
-        .map(|(name, dir)| Entry {
-            name: name.clone(),
-            dir: dir.to_string(),
-            file: Project::in_dir(dir).map(|p| p.file.path().to_string()),
+        .map(|(name, dir)| {
+            let project = Project::in_dir(dir);
+            Entry {
+                name: name.clone(),
+                dir: dir.to_string(),
+                file: project.as_ref().map(|p| p.file.path().to_string()),
+                state: state_of(project.as_ref(), context),
+            }
         })
         .collect();
     if output.json {
@@ -40,14 +66,20 @@ pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
         .max()
         .unwrap_or(0)
         .max(4);
-    output.result(&format!("{:width$}  {:9}  FOLDER", "NAME", "FILE"));
+    output.result(&format!(
+        "{:width$}  {:8}  {:9}  FOLDER",
+        "NAME", "STATE", "FILE"
+    ));
     for entry in &entries {
         let file = match &entry.file {
             Some(file) if file.ends_with(".toml") => "kvmx.toml",
             Some(_) => "kvmxfile",
             None => "missing",
         };
-        output.result(&format!("{:width$}  {file:9}  {}", entry.name, entry.dir));
+        output.result(&format!(
+            "{:width$}  {:8}  {file:9}  {}",
+            entry.name, entry.state, entry.dir
+        ));
     }
     Ok(())
 }

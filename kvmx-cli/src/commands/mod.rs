@@ -1,9 +1,11 @@
 //! One module per command; [`run`] dispatches.
 
+mod access;
 mod config;
 mod generate;
 mod import;
 mod init;
+mod lifecycle;
 mod list;
 
 use camino::Utf8PathBuf;
@@ -22,6 +24,31 @@ pub fn run(command: Command, output: &Output) -> Result<(), CommandError> {
         Command::Config(args) => config::run(&args, &Context::from_env()?, output),
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man => generate::man(),
+        command => run_vm_command(command, &Context::from_env()?, output),
+    }
+}
+
+fn run_vm_command(
+    command: Command,
+    context: &Context,
+    output: &Output,
+) -> Result<(), CommandError> {
+    match command {
+        Command::Up(args) => lifecycle::up(&args, context, output),
+        Command::Stop(args) => lifecycle::stop(&args, context, output),
+        Command::Kill(args) => lifecycle::kill(args.vm.as_deref(), context, output),
+        Command::Suspend(args) => lifecycle::suspend(args.vm.as_deref(), false, context, output),
+        Command::Resume(args) => lifecycle::suspend(args.vm.as_deref(), true, context, output),
+        Command::Restart(args) => lifecycle::restart(args.vm.as_deref(), context, output),
+        Command::Status(args) => lifecycle::status(args.vm.as_deref(), context, output),
+        Command::Destroy(args) => lifecycle::destroy(&args, false, context, output),
+        Command::Purge(args) => lifecycle::destroy(&args, true, context, output),
+        Command::Console(args) => access::console(args.vm.as_deref(), context, output),
+        Command::Ssh(args) => access::ssh(&args, context, output),
+        Command::Qmp(args) => access::qmp(&args, context, output),
+        Command::Monitor(args) => access::monitor(&args, context, output),
+        Command::Port(args) => access::port(&args, context, output),
+        _ => unreachable!("handled in run"),
     }
 }
 

@@ -1,0 +1,210 @@
+//! Reaching a running VM: `console`, `ssh`, `qmp`, `monitor`, `port`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+
+use kvmx_provision::Vm;
+
+use super::Context;
+use super::lifecycle::load_vm;
+use crate::cli::{MonitorArgs, PortArgs, QmpArgs, SshArgs};
+use crate::error::{CommandError, Kind};
+use crate::output::Output;
+
+/// Ctrl-]: detaches from the console, as in telnet.
+const DETACH: u8 = 0x1d;
+
+pub fn console(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let vm = load_vm(vm, context, output)?;
+    attach_console(&vm, output)
+}
+
+/// Connects the terminal to the VM's serial console until Ctrl-] or until
+/// the VM stops.
+pub fn attach_console(vm: &Vm, output: &Output) -> Result<(), CommandError> {
+    let socket = vm.files.serial_socket();
+    let stream = UnixStream::connect(&socket).map_err(|e| {
+        CommandError::from(kvmx_provision::Error::Io {
+            action: "connect to",
+            path: socket.clone(),
+            source: e,
+        })
+        .with_hint("is the VM running? see `kvmx status`")
+    })?;
+    output.info(&format!(
+        "Connected to the console of {}; Ctrl-] detaches",
+        vm.name
+    ));
+    let _raw = RawTerminal::enter();
+    let mut from_guest = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let mut stdout = std::io::stdout();
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = from_guest.read(&mut buffer) {
+            if n == 0
+                || stdout
+                    .write_all(&buffer[..n])
+                    .and_then(|()| stdout.flush())
+                    .is_err()
+            {
+                break;
+            }
+        }
+        // The VM went away: end the session.
+        std::process::exit(0);
+    });
+    let mut to_guest = stream;
+    let mut stdin = std::io::stdin();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let n = stdin.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        if let Some(end) = buffer[..n].iter().position(|b| *b == DETACH) {
+            to_guest.write_all(&buffer[..end])?;
+            break;
+        }
+        to_guest.write_all(&buffer[..n])?;
+    }
+    Ok(())
+}
+
+/// Puts a terminal stdin in raw mode until dropped; does nothing when
+/// stdin is not a terminal.
+struct RawTerminal(Option<nix::sys::termios::Termios>);
+
+impl RawTerminal {
+    fn enter() -> RawTerminal {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else {
+            return RawTerminal(None);
+        };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        RawTerminal(Some(saved))
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let mut command = vm.ssh_target()?.command();
+    if args.command.is_empty() {
+        command.arg("-t");
+    } else {
+        // As with ssh itself, the words are joined by spaces and run by the
+        // guest user's shell: `kvmx ssh -- 'exit 3'` works as it reads.
+        command.arg("--").args(&args.command);
+    }
+    // Replace this process: the exit code and terminal are ssh's.
+    let error = command.exec();
+    Err(CommandError::from(kvmx_provision::Error::Spawn {
+        program: "ssh".into(),
+        source: error,
+    }))
+}
+
+/// Splits `[VM] LAST` arguments.
+fn vm_and_last(args: &[String]) -> (Option<&str>, &str) {
+    match args {
+        [vm, last] => (Some(vm.as_str()), last.as_str()),
+        [last] => (None, last.as_str()),
+        _ => (None, ""),
+    }
+}
+
+pub fn qmp(args: &QmpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let (vm, json) = vm_and_last(&args.args);
+    let message: serde_json::Value = serde_json::from_str(json).map_err(|e| {
+        CommandError::usage(format!("the QMP message is not JSON: {e}"))
+            .with_hint(r#"write it like '{"execute":"query-status"}'"#)
+    })?;
+    let vm = load_vm(vm, context, output)?;
+    let reply = vm
+        .qmp()?
+        .send(&message)
+        .map_err(kvmx_provision::Error::from)?;
+    output.json_result(&reply);
+    Ok(())
+}
+
+pub fn monitor(args: &MonitorArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let (vm, command) = vm_and_last(&args.args);
+    let vm = load_vm(vm, context, output)?;
+    let text = vm
+        .qmp()?
+        .human_command(command)
+        .map_err(kvmx_provision::Error::from)?;
+    output.result(text.trim_end());
+    Ok(())
+}
+
+pub fn port(args: &PortArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let (vm, guest_port) = match args.args.as_slice() {
+        [vm, port] => (Some(vm.as_str()), Some(port.as_str())),
+        [one] if one.parse::<u16>().is_ok() => (None, Some(one.as_str())),
+        [vm] => (Some(vm.as_str()), None),
+        _ => (None, None),
+    };
+    let vm = load_vm(vm, context, output)?;
+    let status = vm.status()?;
+    if status.forwards.is_empty() {
+        return Err(CommandError {
+            kind: Kind::Failure,
+            error: format!("{} has no forwarded ports (is it running?)", vm.name).into(),
+            hint: Some("start it with `kvmx up`".into()),
+        });
+    }
+    let forwards: Vec<_> = match guest_port {
+        Some(port) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| CommandError::usage(format!("\"{port}\" is not a port number")))?;
+            status
+                .forwards
+                .into_iter()
+                .filter(|f| f.guest == port)
+                .collect()
+        }
+        None => status.forwards,
+    };
+    if forwards.is_empty() {
+        return Err(CommandError {
+            kind: Kind::Failure,
+            error: format!(
+                "no host port reaches guest port {}",
+                guest_port.unwrap_or("")
+            )
+            .into(),
+            hint: Some("add it to network.forwards in kvmx.toml".into()),
+        });
+    }
+    if output.json {
+        output.json_result(&forwards);
+    } else if guest_port.is_some() {
+        output.result(&forwards[0].host.to_string());
+    } else {
+        for f in forwards {
+            output.result(&format!(
+                "{}/{} -> {}:{}",
+                f.guest, f.protocol, f.address, f.host
+            ));
+        }
+    }
+    Ok(())
+}

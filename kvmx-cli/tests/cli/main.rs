@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod import;
 mod init;
+mod lifecycle;
 mod list;
 
 use std::path::{Path, PathBuf};
@@ -37,7 +38,12 @@ impl Sandbox {
 
     /// `kvmx` run in `cwd`.
     pub(crate) fn kvmx_in(&self, cwd: &Path) -> Command {
-        let mut command = Command::cargo_bin("kvmx").unwrap();
+        Command::from_std(self.kvmx_process(cwd))
+    }
+
+    /// `kvmx` run in `cwd`, as a plain process to spawn and signal.
+    pub(crate) fn kvmx_process(&self, cwd: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("kvmx"));
         command
             .current_dir(cwd)
             .env_clear()

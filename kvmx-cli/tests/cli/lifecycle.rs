@@ -1,0 +1,294 @@
+//! The VM lifecycle with real QEMU (TCG) on a guest that has no operating
+//! system: a boot sector that halts. It ignores ACPI and has no SSH, which
+//! is what the supervision paths need; the end-to-end tests with a Debian
+//! guest built by kvmx-create cover the guest side.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Sandbox, output_text};
+
+/// A project whose VM boots a halting boot sector, with `extra` TOML.
+fn halting_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
+    let project = sandbox.dir(name);
+    let mut sector = vec![0u8; 512];
+    sector[..3].copy_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp $-1
+    sector[510] = 0x55;
+    sector[511] = 0xAA;
+    sector.resize(1024 * 1024, 0);
+    std::fs::write(project.join("disk.raw"), sector).unwrap();
+    std::fs::write(
+        project.join("kvmx.toml"),
+        format!(
+            "[hardware]\nmemory = \"64M\"\naccelerator = \"tcg\"\nvirtio_rng = false\n\n\
+             [image]\npath = \"disk.raw\"\nformat = \"raw\"\n\n\
+             [ssh]\nenabled = false\n\n[supervise]\nshutdown_timeout = 2\n{extra}"
+        ),
+    )
+    .unwrap();
+    project
+}
+
+fn status(sandbox: &Sandbox, project: &Path) -> serde_json::Value {
+    let output = sandbox
+        .kvmx_in(project)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn state(sandbox: &Sandbox, project: &Path) -> String {
+    status(sandbox, project)["state"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn alive(pid: i64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+}
+
+/// QEMU processes whose command line names this sandbox.
+fn qemus_in(sandbox: &Sandbox) -> usize {
+    let root = sandbox.root().to_str().unwrap().to_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .filter(|cmdline| {
+            let text = String::from_utf8_lossy(cmdline);
+            text.starts_with("qemu-system-x86_64") && text.contains(&root)
+        })
+        .count()
+}
+
+#[test]
+fn up_status_pause_resume_stop() {
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "plain", "");
+    assert_eq!(state(&sandbox, &project), "stopped");
+    let up = sandbox
+        .kvmx_in(&project)
+        .args(["up", "--json"])
+        .output()
+        .unwrap();
+    assert!(up.status.success(), "{up:?}");
+    let report: serde_json::Value = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(report["started"], true);
+    assert_eq!(report["accelerator"], "tcg");
+
+    let running = status(&sandbox, &project);
+    assert_eq!(running["state"], "running");
+    let pid = running["pid"].as_i64().unwrap();
+    assert!(alive(pid));
+
+    // `up` again: already running, still one QEMU.
+    let again = sandbox.kvmx_in(&project).arg("up").output().unwrap();
+    assert!(again.status.success());
+    assert!(output_text(&again).1.contains("already running"));
+    assert_eq!(qemus_in(&sandbox), 1);
+
+    sandbox.kvmx_in(&project).arg("suspend").assert().success();
+    assert_eq!(state(&sandbox, &project), "paused");
+    sandbox.kvmx_in(&project).arg("resume").assert().success();
+    assert_eq!(state(&sandbox, &project), "running");
+
+    // The guest ignores ACPI and has no SSH: stop escalates to QMP quit.
+    let stop = sandbox
+        .kvmx_in(&project)
+        .args(["stop", "--json"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    let stopped: serde_json::Value = serde_json::from_slice(&stop.stdout).unwrap();
+    assert_eq!(stopped["stopped_by"], "qmp-quit");
+    assert!(!alive(pid));
+    assert_eq!(state(&sandbox, &project), "stopped");
+}
+
+#[test]
+fn two_ups_at_once_start_one_qemu() {
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "race", "");
+    let spawn = || -> Child {
+        let mut command = sandbox.kvmx_process(&project);
+        command
+            .arg("up")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    assert!(outputs.iter().all(|o| o.status.success()), "{outputs:?}");
+    let already = outputs
+        .iter()
+        .filter(|o| output_text(o).1.contains("already running"))
+        .count();
+    assert_eq!(already, 1, "{outputs:?}");
+    assert_eq!(qemus_in(&sandbox), 1);
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+    assert_eq!(qemus_in(&sandbox), 0);
+}
+
+#[test]
+fn a_killed_qemu_shows_as_crashed_and_up_recovers() {
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "crash", "");
+    sandbox.kvmx_in(&project).arg("up").assert().success();
+    let pid = status(&sandbox, &project)["pid"].as_i64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    wait_until(|| !alive(pid));
+    assert_eq!(state(&sandbox, &project), "crashed");
+    sandbox.kvmx_in(&project).arg("up").assert().success();
+    assert_eq!(state(&sandbox, &project), "running");
+    sandbox
+        .kvmx_in(&project)
+        .args(["stop", "--force"])
+        .assert()
+        .success();
+    assert_eq!(state(&sandbox, &project), "stopped");
+}
+
+#[test]
+fn killing_kvmx_up_while_it_waits_leaves_a_running_vm() {
+    let sandbox = Sandbox::new();
+    // SSH enabled: `up` waits for an SSH that never answers.
+    let project = halting_vm(&sandbox, "waiting", "");
+    let toml = std::fs::read_to_string(project.join("kvmx.toml")).unwrap();
+    std::fs::write(
+        project.join("kvmx.toml"),
+        toml.replace("[ssh]\nenabled = false", "[ssh]\nenabled = true"),
+    )
+    .unwrap();
+    let mut up = sandbox.kvmx_process(&project);
+    let mut up = up
+        .arg("up")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(|| status(&sandbox, &project)["state"] == "running");
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let running = status(&sandbox, &project);
+    assert_eq!(running["state"], "running");
+    assert!(alive(running["pid"].as_i64().unwrap()));
+    let again = sandbox.kvmx_in(&project).arg("up").output().unwrap();
+    assert!(output_text(&again).1.contains("already running"));
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+    assert_eq!(state(&sandbox, &project), "stopped");
+}
+
+#[test]
+fn forwards_listen_on_loopback_and_a_taken_port_is_a_clear_error() {
+    let sandbox = Sandbox::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port();
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let busy = halting_vm(
+        &sandbox,
+        "busy",
+        &format!("\n[network]\nforwards = [{{ host = {taken_port}, guest = 80 }}]\n"),
+    );
+    let output = sandbox.kvmx_in(&busy).arg("up").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let (_, stderr) = output_text(&output);
+    assert!(
+        stderr.contains(&format!("error: host port {taken_port} (tcp forward to guest port 80) is already in use on 127.0.0.1")),
+        "{stderr}"
+    );
+    assert_eq!(state(&sandbox, &busy), "stopped");
+
+    let open = halting_vm(
+        &sandbox,
+        "open",
+        &format!("\n[network]\nforwards = [{{ host = {free_port}, guest = 80 }}]\n"),
+    );
+    sandbox.kvmx_in(&open).arg("up").assert().success();
+    let port = sandbox
+        .kvmx_in(&open)
+        .args(["port", "80"])
+        .output()
+        .unwrap();
+    assert_eq!(output_text(&port).0.trim(), free_port.to_string());
+    let listening = listening_addresses(free_port);
+    assert_eq!(
+        listening,
+        ["127.0.0.1"],
+        "QEMU must listen on loopback only"
+    );
+    sandbox.kvmx_in(&open).arg("kill").assert().success();
+}
+
+/// Local addresses with a TCP listener on `port`, from /proc/net/tcp.
+fn listening_addresses(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (address, local_port) = fields[1].split_once(':')?;
+            (fields[3] == "0A" && u16::from_str_radix(local_port, 16).ok()? == port).then(|| {
+                let raw = u32::from_str_radix(address, 16).unwrap();
+                std::net::Ipv4Addr::from(raw.swap_bytes()).to_string()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn destroy_refuses_while_running_then_removes_the_data() {
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "gone", "");
+    sandbox.kvmx_in(&project).arg("up").assert().success();
+    let refused = sandbox
+        .kvmx_in(&project)
+        .args(["destroy", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(output_text(&refused).1.contains("is running"));
+    let unconfirmed = sandbox.kvmx_in(&project).arg("destroy").output().unwrap();
+    assert_eq!(unconfirmed.status.code(), Some(2));
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+    let data = sandbox.root().join("kvmx/data/gone");
+    assert!(data.join("console.log").exists());
+    sandbox
+        .kvmx_in(&project)
+        .args(["destroy", "--yes"])
+        .assert()
+        .success();
+    assert!(!data.exists());
+    assert!(
+        !project.join("disk.raw").exists(),
+        "the disk is the VM's image and goes too"
+    );
+    assert!(project.join("kvmx.toml").exists(), "the project file stays");
+}
+
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -76,6 +76,29 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Show which host port reaches a guest port.
     Port(PortArgs),
+    /// Open the configured SPICE or VNC client on a running VM.
+    #[command(visible_aliases = ["spice", "vnc"])]
+    Display(VmArg),
+    /// Attach or detach a host USB device (by VENDOR:PRODUCT id).
+    #[command(subcommand)]
+    Usb(UsbCommand),
+}
+
+/// `kvmx usb ...`.
+#[derive(Debug, Subcommand)]
+pub enum UsbCommand {
+    /// Pass a host USB device through to a running VM.
+    Attach(UsbArgs),
+    /// Take a passed-through USB device back.
+    Detach(UsbArgs),
+}
+
+/// A VM and a USB device.
+#[derive(Debug, Args)]
+pub struct UsbArgs {
+    /// `[VM] VENDOR:PRODUCT`, hexadecimal ids as `lsusb` shows them.
+    #[arg(num_args = 1..=2, required = true, value_names = ["VM", "DEVICE"])]
+    pub args: Vec<String>,
 }
 
 /// `kvmx init`.

@@ -120,7 +120,7 @@ pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), Com
 }
 
 /// Splits `[VM] LAST` arguments.
-fn vm_and_last(args: &[String]) -> (Option<&str>, &str) {
+pub fn vm_and_last(args: &[String]) -> (Option<&str>, &str) {
     match args {
         [vm, last] => (Some(vm.as_str()), last.as_str()),
         [last] => (None, last.as_str()),

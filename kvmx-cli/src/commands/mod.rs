@@ -2,6 +2,7 @@
 
 mod access;
 mod config;
+mod devices;
 mod generate;
 mod import;
 mod init;
@@ -48,6 +49,8 @@ fn run_vm_command(
         Command::Qmp(args) => access::qmp(&args, context, output),
         Command::Monitor(args) => access::monitor(&args, context, output),
         Command::Port(args) => access::port(&args, context, output),
+        Command::Display(args) => devices::display(args.vm.as_deref(), context, output),
+        Command::Usb(command) => devices::usb(&command, context, output),
         _ => unreachable!("handled in run"),
     }
 }

@@ -292,3 +292,69 @@ fn wait_until(mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn usb_devices_attach_and_detach_through_qmp() {
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "usb", "\n[display]\nkind = \"none\"\n");
+    let toml = std::fs::read_to_string(project.join("kvmx.toml")).unwrap();
+    std::fs::write(
+        project.join("kvmx.toml"),
+        toml.replace("virtio_rng = false", "virtio_rng = false\nusb = 2"),
+    )
+    .unwrap();
+    sandbox.kvmx_in(&project).arg("up").assert().success();
+    let peripherals = || {
+        let output = sandbox
+            .kvmx_in(&project)
+            .args([
+                "qmp",
+                r#"{"execute":"qom-list","arguments":{"path":"/machine/peripheral"}}"#,
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        output_text(&output).0
+    };
+    // usb-host waits for a device that is not plugged in yet: QEMU takes it.
+    sandbox
+        .kvmx_in(&project)
+        .args(["usb", "attach", "1d6b:0104"])
+        .assert()
+        .success();
+    assert!(peripherals().contains("usb-1d6b-0104"));
+    sandbox
+        .kvmx_in(&project)
+        .args(["usb", "detach", "1d6b:0104"])
+        .assert()
+        .success();
+    wait_until(|| !peripherals().contains("usb-1d6b-0104"));
+    let bad = sandbox
+        .kvmx_in(&project)
+        .args(["usb", "attach", "mouse"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+}
+
+#[test]
+fn display_opens_the_configured_client_on_the_vnc_socket() {
+    let sandbox = Sandbox::new();
+    let seen = sandbox.root().join("client-saw");
+    let client = format!("sh -c 'test -S \"$0\" && echo \"$0\" > {}'", seen.display());
+    let project = halting_vm(
+        &sandbox,
+        "screen",
+        &format!("\n[display]\nkind = \"vnc\"\nvnc_client = \"\"\"{client}\"\"\"\n"),
+    );
+    sandbox.kvmx_in(&project).arg("up").assert().success();
+    sandbox.kvmx_in(&project).arg("vnc").assert().success();
+    wait_until(|| seen.exists());
+    let socket = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        socket.trim_end().ends_with("/run/screen/vnc.sock"),
+        "{socket}"
+    );
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+}

@@ -1,0 +1,44 @@
+//! Embedding kvmx: start a project's VM, run a command in it over SSH, and
+//! power it off, with the same libraries the `kvmx` command uses.
+//!
+//! ```sh
+//! cargo run -p kvmx-provision --example vm_lifecycle -- examples/hello
+//! ```
+
+use camino::Utf8PathBuf;
+use kvmx_core::{Layout, Project};
+use kvmx_provision::{Progress, Vm};
+
+/// Prints each stage as it begins.
+struct PrintStages;
+
+impl Progress for PrintStages {
+    fn stage(&mut self, name: &str) {
+        eprintln!("-- {name}");
+    }
+    fn note(&mut self, text: &str) {
+        eprintln!("note: {text}");
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let folder = std::env::args().nth(1).unwrap_or_else(|| ".".into());
+    let folder = Utf8PathBuf::from(folder).canonicalize_utf8()?;
+    let layout = Layout::from_env()?;
+    let loaded = Project::find(&folder)?.load(&layout)?;
+    let vm = Vm::new(&layout, loaded.name, loaded.config);
+
+    let report = vm.up(true, &mut PrintStages)?;
+    println!(
+        "up under {} in {:.1}s",
+        report.accelerator.as_str(),
+        report.seconds
+    );
+
+    let status = vm.ssh_target()?.command().arg("uname -a").status()?;
+    println!("uname exited with {status}");
+
+    let step = vm.stop(false, &mut PrintStages)?;
+    println!("stopped by {step:?}");
+    Ok(())
+}

@@ -76,6 +76,22 @@ pub enum Command {
     Monitor(MonitorArgs),
     /// Show which host port reaches a guest port.
     Port(PortArgs),
+    /// Print an OpenSSH config block for a running VM (for scp, IDEs...).
+    SshConfig(VmArg),
+    /// Copy files to or from a running VM (guest paths start with `:`).
+    Copy(TransferArgs),
+    /// Rsync a host folder into a running VM.
+    RsyncTo(TransferArgs),
+    /// Rsync a folder of a running VM to the host.
+    RsyncFrom(TransferArgs),
+    /// Upload a script to a running VM, run it, remove it; exits with its status.
+    Run(RunArgs),
+    /// Sync the provision folders and run the provision command.
+    Provision(VmArg),
+    /// Run the configured upgrade command (starting the VM if needed).
+    Upgrade(VmArg),
+    /// Stop, destroy, rebuild, start and provision a VM in one step.
+    Recycle(DestroyArgs),
     /// Open the configured SPICE or VNC client on a running VM.
     #[command(visible_aliases = ["spice", "vnc"])]
     Display(VmArg),
@@ -213,4 +229,29 @@ pub struct PortArgs {
     /// `[VM] [GUEST_PORT]`: without a guest port, every forward is listed.
     #[arg(num_args = 0..=2, value_names = ["VM", "GUEST_PORT"])]
     pub args: Vec<String>,
+}
+
+/// `kvmx copy`, `rsync-to`, `rsync-from`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// `[VM] SOURCE DESTINATION`. For `copy`, the guest side is written
+    /// `:path` (e.g. `kvmx copy notes.txt :/tmp/`); for `rsync-to` the
+    /// source is on the host, for `rsync-from` in the guest.
+    #[arg(num_args = 2..=3, required = true, value_names = ["VM", "SOURCE", "DESTINATION"])]
+    pub args: Vec<String>,
+}
+
+/// `kvmx run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A registered VM name or a project folder.
+    pub vm: String,
+    /// The script to run.
+    pub file: Utf8PathBuf,
+    /// Arguments for the script.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Run it as root (with sudo).
+    #[arg(long)]
+    pub root: bool,
 }

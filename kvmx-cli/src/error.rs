@@ -13,6 +13,8 @@ pub enum Kind {
     Usage,
     /// A config file is wrong.
     Config,
+    /// A command in the guest failed: kvmx exits with its status.
+    Guest(u8),
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
             Kind::Failure => 1,
             Kind::Usage => 2,
             Kind::Config => 3,
+            Kind::Guest(code) => code,
         })
     }
 }
@@ -101,6 +104,8 @@ impl From<kvmx_provision::Error> for CommandError {
             E::Core(kvmx_core::Error::Config(_)) => Kind::Config,
             E::Core(kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. })
             | E::Usage(_) => Kind::Usage,
+            // The guest command's own status, so scripts can test it.
+            E::Step(step) => Kind::Guest(u8::try_from(step.code).unwrap_or(1).max(1)),
             _ => Kind::Failure,
         };
         CommandError {

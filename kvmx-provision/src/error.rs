@@ -68,6 +68,9 @@ pub enum Error {
         /// The likely cause.
         hint: String,
     },
+    /// A provisioning or hook step failed in the guest.
+    #[error(transparent)]
+    Step(#[from] crate::provision::StepFailed),
     /// A program could not be run.
     #[error("cannot run {program}")]
     Spawn {

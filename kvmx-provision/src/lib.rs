@@ -9,6 +9,8 @@
 
 mod error;
 pub mod files;
+pub mod guest;
+pub mod provision;
 pub mod qemu;
 pub mod qmp;
 pub mod ssh;

@@ -21,43 +21,95 @@ pub struct SshTarget {
 }
 
 impl SshTarget {
-    /// An `ssh` command with every option set; the caller adds the remote
-    /// command (or nothing, for a login).
-    pub fn command(&self) -> Command {
-        let mut command = Command::new("ssh");
-        command.args(["-F", "/dev/null"]);
+    /// The options every ssh-based tool (ssh, scp, rsync) needs: no user
+    /// config, strict host key checking against the VM's known_hosts, the
+    /// VM's key only.
+    pub fn options(&self) -> Vec<String> {
+        let mut options = vec!["-F".to_owned(), "/dev/null".to_owned()];
         for option in [
             "StrictHostKeyChecking=yes".to_owned(),
             format!("UserKnownHostsFile={}", self.known_hosts),
             "GlobalKnownHostsFile=/dev/null".to_owned(),
             format!("HostKeyAlias={}", self.host_key_alias()),
             "IdentitiesOnly=yes".to_owned(),
+            "BatchMode=yes".to_owned(),
             "LogLevel=ERROR".to_owned(),
             "ConnectTimeout=10".to_owned(),
         ] {
-            command.arg("-o").arg(option);
+            options.push("-o".into());
+            options.push(option);
         }
+        options.push("-i".into());
+        options.push(self.key.to_string());
+        options
+    }
+
+    /// `user@127.0.0.1`.
+    pub fn destination(&self) -> String {
+        format!("{}@127.0.0.1", self.user)
+    }
+
+    /// An `ssh` command with every option set; the caller adds the remote
+    /// command (or nothing, for a login).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new("ssh");
+        command.args(self.options());
         for (name, value) in &self.env {
             command.arg("-o").arg(format!("SetEnv={name}={value}"));
         }
         command
-            .arg("-i")
-            .arg(&self.key)
             .arg("-p")
             .arg(self.port.to_string())
-            .arg(format!("{}@127.0.0.1", self.user));
+            .arg(self.destination());
+        command
+    }
+
+    /// The remote shell for `rsync -e`, quoted for rsync's word splitting.
+    pub fn rsync_shell(&self) -> String {
+        let mut words = vec!["ssh".to_owned()];
+        words.extend(self.options());
+        words.push("-p".into());
+        words.push(self.port.to_string());
+        words
+            .iter()
+            .map(|w| shlex::try_quote(w).map_or_else(|_| w.clone(), |q| q.into_owned()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// An `scp` command (SFTP protocol) with every option set.
+    pub fn scp(&self) -> Command {
+        let mut command = Command::new("scp");
+        command
+            .args(self.options())
+            .arg("-P")
+            .arg(self.port.to_string());
         command
     }
 
     /// Whether the guest answers: logs in and runs `true`.
     pub fn answers(&self) -> bool {
         self.command()
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "true"])
+            .arg("true")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
+    }
+
+    /// An OpenSSH config block so other tools can reach the guest as
+    /// `host`.
+    pub fn config_block(&self, host: &str) -> String {
+        format!(
+            "Host {host}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+             UserKnownHostsFile {}\n  HostKeyAlias {}\n  StrictHostKeyChecking yes\n",
+            self.port,
+            self.user,
+            self.key,
+            self.known_hosts,
+            self.host_key_alias()
+        )
     }
 
     /// The name the host key is recorded under: the first field of the

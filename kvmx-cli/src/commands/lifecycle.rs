@@ -6,6 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use kvmx_core::{Project, Registry};
 use kvmx_provision::{State, Status, StopStep, Vm};
 
+use super::guest::Prefixed;
 use super::{Context, print_legacy_warnings};
 use crate::cli::{DestroyArgs, StopArgs, UpArgs};
 use crate::error::CommandError;
@@ -44,13 +45,32 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
         ));
     }
     if args.console {
-        super::access::attach_console(&vm, output)?;
+        return super::access::attach_console(&vm, output);
+    }
+    if report.started && report.ssh_port.is_some() {
+        // A failing hook leaves the VM running, and says so.
+        vm.startup_hooks(&mut Prefixed::new(vm.name.as_str()))
+            .map_err(|e| {
+                CommandError::from(e).with_hint(format!(
+                    "{} is running; fix the hook and run `kvmx restart`",
+                    vm.name
+                ))
+            })?;
+        if vm.wants_provision() {
+            super::guest::provision_vm(&vm, output)?;
+        }
     }
     Ok(())
 }
 
 pub fn stop(args: &StopArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
+    if !args.force && vm.has_poweroff_hooks() && vm.status()?.state == State::Running {
+        // A failing hook must not leave the VM half-stopped: warn and go on.
+        if let Err(error) = vm.poweroff_hooks(&mut Prefixed::new(vm.name.as_str())) {
+            output.warn(&format!("power-off hook: {error}; powering off anyway"));
+        }
+    }
     let step = {
         let mut stages = output.stages();
         vm.stop(args.force, &mut stages)?
@@ -126,11 +146,26 @@ pub fn restart(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
 pub fn status(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(vm, context, output)?;
     let status = vm.status()?;
+    let provisioned = vm.last_provisioned();
     if output.json {
-        output.json_result(&status);
+        let mut value = serde_json::to_value(&status).expect("status serializes");
+        value["last_provisioned"] = serde_json::to_value(&provisioned).expect("records serialize");
+        output.json_result(&value);
         return Ok(());
     }
-    output.result(&render_status(&status));
+    let mut text = render_status(&status);
+    if let Some(record) = provisioned {
+        let age = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(record.at);
+        text.push_str(&format!(
+            "\n  provisioned  {} ago (config {})",
+            human_duration(age),
+            record.config
+        ));
+    }
+    output.result(&text);
     Ok(())
 }
 
@@ -187,6 +222,73 @@ fn human_bytes(bytes: u64) -> String {
         unit += 1;
     }
     format!("{value:.1}{}", units[unit])
+}
+
+pub fn upgrade(
+    vm_name: Option<&str>,
+    context: &Context,
+    output: &Output,
+) -> Result<(), CommandError> {
+    let vm = load_vm(vm_name, context, output)?;
+    let Some(command) = vm.config.provision.upgrade_command.clone() else {
+        output.info(&format!(
+            "{} has no provision.upgrade_command; nothing to do. For Debian: \
+             upgrade_command = \"sudo apt-get update && sudo apt-get -y dist-upgrade\"",
+            vm.name
+        ));
+        return Ok(());
+    };
+    if vm.status()?.state != State::Running {
+        up(
+            &UpArgs {
+                vm: vm_name.map(str::to_owned),
+                console: false,
+            },
+            context,
+            output,
+        )?;
+    }
+    output.info(&format!("Upgrading {}", vm.name));
+    let status = vm
+        .ssh_target()?
+        .run(&command, &mut Prefixed::new(vm.name.as_str()))?;
+    if !status.success() {
+        return Err(
+            kvmx_provision::Error::Step(kvmx_provision::provision::StepFailed {
+                step: format!("the upgrade command `{command}`"),
+                code: status.code().unwrap_or(-1),
+            })
+            .into(),
+        );
+    }
+    output.info(&format!("{} upgraded", vm.name));
+    Ok(())
+}
+
+pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    if !args.yes {
+        confirm(&vm)?;
+    }
+    stop(
+        &StopArgs {
+            vm: args.vm.clone(),
+            force: false,
+        },
+        context,
+        output,
+    )?;
+    vm.destroy()?;
+    output.info(&format!("{} destroyed; building it again", vm.name));
+    // A fresh image is provisioned by `up` at its first start.
+    up(
+        &UpArgs {
+            vm: args.vm.clone(),
+            console: false,
+        },
+        context,
+        output,
+    )
 }
 
 pub fn destroy(

@@ -4,6 +4,7 @@ mod access;
 mod config;
 mod devices;
 mod generate;
+mod guest;
 mod import;
 mod init;
 mod lifecycle;
@@ -49,6 +50,16 @@ fn run_vm_command(
         Command::Qmp(args) => access::qmp(&args, context, output),
         Command::Monitor(args) => access::monitor(&args, context, output),
         Command::Port(args) => access::port(&args, context, output),
+        Command::SshConfig(args) => guest::ssh_config(args.vm.as_deref(), context, output),
+        Command::Copy(args) => guest::transfer(&args, guest::Transfer::Copy, context, output),
+        Command::RsyncTo(args) => guest::transfer(&args, guest::Transfer::RsyncTo, context, output),
+        Command::RsyncFrom(args) => {
+            guest::transfer(&args, guest::Transfer::RsyncFrom, context, output)
+        }
+        Command::Run(args) => guest::run(&args, context, output),
+        Command::Provision(args) => guest::provision(args.vm.as_deref(), context, output),
+        Command::Upgrade(args) => lifecycle::upgrade(args.vm.as_deref(), context, output),
+        Command::Recycle(args) => lifecycle::recycle(&args, context, output),
         Command::Display(args) => devices::display(args.vm.as_deref(), context, output),
         Command::Usb(command) => devices::usb(&command, context, output),
         _ => unreachable!("handled in run"),

@@ -584,6 +584,8 @@ pub struct Provision {
     pub command: Option<String>,
     /// Provision at every `kvmx up`, not only the first.
     pub always: bool,
+    /// Shell command `kvmx upgrade` runs in the guest.
+    pub upgrade_command: Option<String>,
 }
 
 /// A host folder copied to a guest folder.

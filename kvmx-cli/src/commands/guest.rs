@@ -1,0 +1,166 @@
+//! Work in a running guest: `ssh-config`, `copy`, `rsync-to`,
+//! `rsync-from`, `run`, `provision`; and the output sink that shows it.
+
+use std::io::Write;
+
+use camino::Utf8Path;
+use kvmx_provision::Vm;
+use kvmx_provision::guest::{OutputSink, Stream};
+
+use super::Context;
+use super::lifecycle::load_vm;
+use crate::cli::{RunArgs, TransferArgs};
+use crate::error::{CommandError, Kind};
+use crate::output::Output;
+
+/// Guest output on our stdout and stderr, each line behind a prefix.
+pub struct Prefixed {
+    prefix: String,
+}
+
+impl Prefixed {
+    /// Lines shown as `[prefix] line`; an empty prefix shows them as they are.
+    pub fn new(prefix: &str) -> Self {
+        Prefixed {
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("[{prefix}] ")
+            },
+        }
+    }
+}
+
+impl OutputSink for Prefixed {
+    fn line(&mut self, stream: Stream, line: &str) {
+        let text = format!("{}{line}\n", self.prefix);
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+            Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+        };
+    }
+}
+
+pub fn ssh_config(
+    vm: Option<&str>,
+    context: &Context,
+    output: &Output,
+) -> Result<(), CommandError> {
+    let vm = load_vm(vm, context, output)?;
+    let block = vm.ssh_target()?.config_block(&format!("kvmx-{}", vm.name));
+    output.result(block.trim_end());
+    Ok(())
+}
+
+/// Which transfer a command asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// scp; the guest side written `:path`.
+    Copy,
+    /// rsync host → guest.
+    RsyncTo,
+    /// rsync guest → host.
+    RsyncFrom,
+}
+
+pub fn transfer(
+    args: &TransferArgs,
+    kind: Transfer,
+    context: &Context,
+    output: &Output,
+) -> Result<(), CommandError> {
+    let (vm, source, destination) = match args.args.as_slice() {
+        [vm, source, destination] => (Some(vm.as_str()), source.as_str(), destination.as_str()),
+        [source, destination] => (None, source.as_str(), destination.as_str()),
+        _ => unreachable!("clap takes two or three values"),
+    };
+    let vm = load_vm(vm, context, output)?;
+    let target = vm.ssh_target()?;
+    let mut sink = Prefixed::new("");
+    let status = match kind {
+        Transfer::Copy => match (source.strip_prefix(':'), destination.strip_prefix(':')) {
+            (None, Some(guest)) => target.upload(Utf8Path::new(source), guest, &mut sink)?,
+            (Some(guest), None) => target.download(guest, Utf8Path::new(destination), &mut sink)?,
+            _ => {
+                return Err(CommandError::usage(
+                    "one side of a copy must be in the guest, the other on the host",
+                )
+                .with_hint(
+                    "write the guest side with a leading colon: `kvmx copy notes.txt :/tmp/`",
+                ));
+            }
+        },
+        Transfer::RsyncTo => target.rsync(
+            source,
+            &format!(":{destination}"),
+            &progress_option(output),
+            &mut sink,
+        )?,
+        Transfer::RsyncFrom => target.rsync(
+            &format!(":{source}"),
+            destination,
+            &progress_option(output),
+            &mut sink,
+        )?,
+    };
+    if !status.success() {
+        return Err(CommandError {
+            kind: Kind::Failure,
+            error: format!("the transfer from {source} to {destination} failed").into(),
+            hint: None,
+        });
+    }
+    Ok(())
+}
+
+/// rsync's own progress on a terminal.
+fn progress_option(output: &Output) -> Vec<String> {
+    use std::io::IsTerminal;
+    if !output.is_quiet() && std::io::stderr().is_terminal() {
+        vec!["--info=progress2".into()]
+    } else {
+        Vec::new()
+    }
+}
+
+pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
+    if !args.file.is_file() {
+        return Err(CommandError::usage(format!(
+            "there is no file at {}",
+            args.file
+        )));
+    }
+    let vm = load_vm(Some(&args.vm), context, output)?;
+    let status =
+        vm.ssh_target()?
+            .run_script(&args.file, &args.args, args.root, &mut Prefixed::new(""))?;
+    exit_with(status, &format!("{} exited", args.file))
+}
+
+/// Succeeds on a zero status; otherwise ends kvmx with the same status.
+fn exit_with(status: std::process::ExitStatus, what: &str) -> Result<(), CommandError> {
+    match status.code() {
+        Some(0) => Ok(()),
+        code => {
+            let code = code.unwrap_or(1);
+            Err(CommandError {
+                kind: Kind::Guest(u8::try_from(code).unwrap_or(1)),
+                error: format!("{what} with status {code}").into(),
+                hint: None,
+            })
+        }
+    }
+}
+
+pub fn provision(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let vm = load_vm(vm, context, output)?;
+    provision_vm(&vm, output)
+}
+
+/// Provisions `vm`, streaming the guest's output behind its name.
+pub fn provision_vm(vm: &Vm, output: &Output) -> Result<(), CommandError> {
+    output.info(&format!("Provisioning {}", vm.name));
+    vm.provision(&mut Prefixed::new(vm.name.as_str()))?;
+    output.info(&format!("{} provisioned", vm.name));
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Work in a running guest over SSH: commands with their output streamed
+//! line by line, file copies (scp over SFTP), rsync in both directions,
+//! scripts run from a temporary path.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+
+use camino::Utf8Path;
+
+use crate::Error;
+use crate::ssh::SshTarget;
+
+/// Which stream a line of guest output came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives the output of work in the guest, a line at a time.
+pub trait OutputSink {
+    /// One line (without its newline).
+    fn line(&mut self, stream: Stream, line: &str);
+}
+
+/// Output that is thrown away.
+pub struct Discard;
+
+impl OutputSink for Discard {
+    fn line(&mut self, _: Stream, _: &str) {}
+}
+
+/// Runs `command` (with its output piped) to the end, handing each line to
+/// `sink` as it comes; returns the exit status.
+pub fn stream(mut command: Command, sink: &mut dyn OutputSink) -> Result<ExitStatus, Error> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| Error::Spawn { program, source })?;
+    let (sender, receiver) = mpsc::channel();
+    let readers = [
+        (
+            Stream::Stdout,
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        ),
+        (
+            Stream::Stderr,
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
+        ),
+    ];
+    for (kind, reader) in readers {
+        let Some(reader) = reader else { continue };
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if sender.send((kind, line)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(sender);
+    for (kind, line) in receiver {
+        sink.line(kind, &line);
+    }
+    child.wait().map_err(|source| Error::Spawn {
+        program: "ssh".into(),
+        source,
+    })
+}
+
+impl SshTarget {
+    /// Runs a shell command line in the guest, streaming its output.
+    pub fn run(&self, command_line: &str, sink: &mut dyn OutputSink) -> Result<ExitStatus, Error> {
+        let mut command = self.command();
+        command.arg("--").arg(command_line);
+        stream(command, sink)
+    }
+
+    /// Copies host `source` to guest `destination` (recursively).
+    pub fn upload(
+        &self,
+        source: &Utf8Path,
+        destination: &str,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        let mut command = self.scp();
+        command
+            .arg("-r")
+            .arg(source)
+            .arg(format!("{}:{destination}", self.destination()));
+        stream(command, sink)
+    }
+
+    /// Copies guest `source` to host `destination` (recursively).
+    pub fn download(
+        &self,
+        source: &str,
+        destination: &Utf8Path,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        let mut command = self.scp();
+        command
+            .arg("-r")
+            .arg(format!("{}:{source}", self.destination()))
+            .arg(destination);
+        stream(command, sink)
+    }
+
+    /// `rsync -a` from `source` to `destination`, where the guest side is
+    /// written `:path`; `options` go before the paths.
+    pub fn rsync(
+        &self,
+        source: &str,
+        destination: &str,
+        options: &[String],
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        let remote = |path: &str| match path.strip_prefix(':') {
+            Some(guest) => format!("{}:{guest}", self.destination()),
+            None => path.to_owned(),
+        };
+        let mut command = Command::new("rsync");
+        command
+            .args(["-a", "--rsync-path=sudo rsync", "-e"])
+            .arg(self.rsync_shell())
+            .args(options)
+            .arg(remote(source))
+            .arg(remote(destination));
+        stream(command, sink)
+    }
+
+    /// Uploads `script` to a temporary path in the guest, runs it with
+    /// `args` (as root with `root`), and removes it, whatever its result.
+    pub fn run_script(
+        &self,
+        script: &Utf8Path,
+        args: &[String],
+        root: bool,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        let mut made = self.command();
+        made.args(["--", "mktemp", "/tmp/kvmx-run.XXXXXXXX"]);
+        let output = made
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|source| Error::Spawn {
+                program: "ssh".into(),
+                source,
+            })?;
+        let remote = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || !remote.starts_with("/tmp/kvmx-run.") {
+            return Err(Error::Usage(
+                "cannot make a temporary file in the guest".into(),
+            ));
+        }
+        let uploaded = self.upload(script, &remote, sink)?;
+        let status = if uploaded.success() {
+            let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
+            let sudo = if root { "sudo " } else { "" };
+            self.run(
+                &format!("chmod 700 {remote} && {sudo}{remote} {}", quoted.join(" ")),
+                sink,
+            )?
+        } else {
+            uploaded
+        };
+        self.run(&format!("rm -f {remote}"), &mut Discard)?;
+        Ok(status)
+    }
+}
+
+/// Quotes a word for the guest's shell.
+pub fn quote(word: &str) -> String {
+    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
+}

@@ -1,0 +1,195 @@
+//! Provisioning and the start/power-off hooks: rsync pairs, commands, 9p
+//! mounts, run in the guest over SSH.
+
+use std::process::ExitStatus;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kvmx_core::atomic_file::{self, Overwrite};
+use kvmx_core::config::{ShareKind, SyncFolder};
+use serde::{Deserialize, Serialize};
+
+use crate::guest::{OutputSink, quote};
+use crate::ssh::SshTarget;
+use crate::{Error, Vm};
+
+/// When and with which config the VM was last provisioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionRecord {
+    /// Seconds since the epoch.
+    pub at: u64,
+    /// A digest of the `[provision]` table that was used.
+    pub config: String,
+}
+
+/// A step of provisioning or of a hook that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} failed with exit status {code}")]
+pub struct StepFailed {
+    /// What ran.
+    pub step: String,
+    /// Its exit status (-1 when killed by a signal).
+    pub code: i32,
+}
+
+fn check(step: String, status: ExitStatus) -> Result<(), Error> {
+    if status.success() {
+        return Ok(());
+    }
+    Err(Error::Step(StepFailed {
+        step,
+        code: status.code().unwrap_or(-1),
+    }))
+}
+
+impl Vm {
+    /// The last provisioning, if any.
+    pub fn last_provisioned(&self) -> Option<ProvisionRecord> {
+        let text = std::fs::read_to_string(self.files.paths.data.join("provisioned.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Runs the rsync pairs, then the provision command; stops at the first
+    /// failure. Records the run when it succeeds.
+    pub fn provision(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
+        let target = self.ssh_target()?;
+        let provision = &self.config.provision;
+        for pair in &provision.rsync {
+            target.run(
+                &format!("sudo mkdir -p {}", quote(pair.guest.as_path().as_str())),
+                sink,
+            )?;
+            let status = target.rsync(
+                pair.host.as_str(),
+                &format!(":{}", pair.guest),
+                &provision.rsync_options,
+                sink,
+            )?;
+            check(format!("rsync of {} to {}", pair.host, pair.guest), status)?;
+        }
+        if let Some(command) = &provision.command {
+            check(
+                format!("the provision command `{command}`"),
+                target.run(command, sink)?,
+            )?;
+        }
+        let record = ProvisionRecord {
+            at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            config: digest(&serde_json::to_string(provision).unwrap_or_default()),
+        };
+        let path = self.files.paths.data.join("provisioned.json");
+        let text = serde_json::to_vec_pretty(&record).expect("records serialize");
+        atomic_file::write(&path, &text, Overwrite::Yes)?;
+        Ok(())
+    }
+
+    /// Whether `up` should provision: always when asked to, else when the
+    /// image was never provisioned.
+    pub fn wants_provision(&self) -> bool {
+        let provision = &self.config.provision;
+        let has_work = provision.command.is_some() || !provision.rsync.is_empty();
+        has_work && (provision.always || self.last_provisioned().is_none())
+    }
+
+    /// The start hooks, once the guest answers SSH: mount the 9p shares,
+    /// copy the startup folders, run the startup command.
+    pub fn startup_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
+        let target = self.ssh_target()?;
+        for share in self
+            .config
+            .shares
+            .iter()
+            .filter(|s| s.kind == ShareKind::NineP)
+        {
+            let mut options = String::from("trans=virtio,version=9p2000.L");
+            if let Some(msize) = share.msize {
+                options.push_str(&format!(",msize={msize}"));
+            }
+            if let Some(cache) = share.cache {
+                let cache = serde_json::to_value(cache).ok();
+                options.push_str(&format!(
+                    ",cache={}",
+                    cache.as_ref().and_then(|c| c.as_str()).unwrap_or("none")
+                ));
+            }
+            if share.read_only {
+                options.push_str(",ro");
+            }
+            let guest = quote(share.guest.as_path().as_str());
+            let mount = format!(
+                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t 9p -o {options} {} {guest}; }}",
+                share.id
+            );
+            check(
+                format!("mounting share {} at {}", share.id, share.guest),
+                target.run(&mount, sink)?,
+            )?;
+        }
+        sync(&target, &self.config.hooks.startup_rsync, true, sink)?;
+        if let Some(command) = &self.config.hooks.startup_command {
+            check(
+                format!("the startup command `{command}`"),
+                target.run(command, sink)?,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The power-off hooks: the pre-poweroff command, then the folders
+    /// copied back to the host.
+    pub fn poweroff_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
+        let target = self.ssh_target()?;
+        if let Some(command) = &self.config.hooks.pre_poweroff_command {
+            check(
+                format!("the pre-poweroff command `{command}`"),
+                target.run(command, sink)?,
+            )?;
+        }
+        sync(&target, &self.config.hooks.poweroff_rsync, false, sink)
+    }
+
+    /// Whether any power-off hook is configured.
+    pub fn has_poweroff_hooks(&self) -> bool {
+        let hooks = &self.config.hooks;
+        hooks.pre_poweroff_command.is_some() || !hooks.poweroff_rsync.is_empty()
+    }
+}
+
+fn sync(
+    target: &SshTarget,
+    folders: &[SyncFolder],
+    to_guest: bool,
+    sink: &mut dyn OutputSink,
+) -> Result<(), Error> {
+    for folder in folders {
+        let guest = format!(":{}", folder.guest);
+        let (from, to) = if to_guest {
+            target.run(
+                &format!("sudo mkdir -p {}", quote(folder.guest.as_path().as_str())),
+                sink,
+            )?;
+            (folder.host.to_string(), guest)
+        } else {
+            std::fs::create_dir_all(&folder.host).map_err(Error::io("create", &folder.host))?;
+            (guest, folder.host.to_string())
+        };
+        // The contents, not the folder itself.
+        let from = if from.ends_with('/') {
+            from
+        } else {
+            format!("{from}/")
+        };
+        let status = target.rsync(&from, &to, &[], sink)?;
+        check(format!("rsync of {} ({from} to {to})", folder.id), status)?;
+    }
+    Ok(())
+}
+
+/// A short, stable digest (FNV-1a) of `text`, to tell configs apart.
+fn digest(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}

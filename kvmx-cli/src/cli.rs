@@ -92,6 +92,12 @@ pub enum Command {
     Upgrade(VmArg),
     /// Stop, destroy, rebuild, start and provision a VM in one step.
     Recycle(DestroyArgs),
+    /// List the folders shared with a VM, and how.
+    Shares(VmArg),
+    /// Make a host folder appear in a running VM (virtiofs, no reboot).
+    Mount(MountArgs),
+    /// Remove a folder added with `kvmx mount`.
+    Umount(UmountArgs),
     /// Open the configured SPICE or VNC client on a running VM.
     #[command(visible_aliases = ["spice", "vnc"])]
     Display(VmArg),
@@ -254,4 +260,20 @@ pub struct RunArgs {
     /// Run it as root (with sudo).
     #[arg(long)]
     pub root: bool,
+}
+
+/// `kvmx mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// `[VM] HOST_DIR GUEST_DIR`.
+    #[arg(num_args = 2..=3, required = true, value_names = ["VM", "HOST_DIR", "GUEST_DIR"])]
+    pub args: Vec<String>,
+}
+
+/// `kvmx umount`.
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// `[VM] GUEST_DIR`.
+    #[arg(num_args = 1..=2, required = true, value_names = ["VM", "GUEST_DIR"])]
+    pub args: Vec<String>,
 }

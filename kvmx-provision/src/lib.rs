@@ -10,11 +10,13 @@
 mod error;
 pub mod files;
 pub mod guest;
+pub mod live;
 pub mod provision;
 pub mod qemu;
 pub mod qmp;
 pub mod ssh;
 pub mod state;
+pub mod virtiofs;
 mod vm;
 
 pub use error::Error;

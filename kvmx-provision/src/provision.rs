@@ -100,6 +100,23 @@ impl Vm {
             .config
             .shares
             .iter()
+            .filter(|s| s.kind == ShareKind::Virtiofs)
+        {
+            let ro = if share.read_only { " -o ro" } else { "" };
+            let guest = quote(share.guest.as_path().as_str());
+            let mount = format!(
+                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t virtiofs{ro} {} {guest}; }}",
+                share.id
+            );
+            check(
+                format!("mounting share {} at {}", share.id, share.guest),
+                target.run(&mount, sink)?,
+            )?;
+        }
+        for share in self
+            .config
+            .shares
+            .iter()
             .filter(|s| s.kind == ShareKind::NineP)
         {
             let mut options = String::from("trans=virtio,version=9p2000.L");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use camino::Utf8PathBuf;
 use kvmx_core::config::values::VmName;
-use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol};
+use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol, ShareKind};
 use kvmx_core::layout::{DirectBoot, Layout};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -235,6 +235,7 @@ impl Vm {
         if !image.exists() {
             return Err(Error::NoImage { path: image });
         }
+        self.check_shares()?;
         progress.stage("choosing the accelerator");
         let choice = qemu::accel::choose(self.config.hardware.accelerator, qemu::QEMU)?;
         if let Some(reason) = &choice.fallback_reason {
@@ -256,6 +257,31 @@ impl Vm {
             ssh_port,
             seconds: started_at.elapsed().as_secs_f64(),
         })
+    }
+
+    /// Host folders must exist (they are never created in the wrong
+    /// place), and the share kinds must be ones kvmx can mount.
+    fn check_shares(&self) -> Result<(), Error> {
+        for share in &self.config.shares {
+            match share.kind {
+                ShareKind::NineP | ShareKind::Virtiofs => {}
+                other => {
+                    let kind = serde_json::to_value(other).ok();
+                    return Err(Error::Usage(format!(
+                        "share {}: kind \"{}\" is not supported yet; use \"9p\" or \"virtiofs\"",
+                        share.id,
+                        kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?")
+                    )));
+                }
+            }
+            if !share.host.is_dir() {
+                return Err(Error::Usage(format!(
+                    "share {}: the host folder {} does not exist; create it or fix shares.host",
+                    share.id, share.host
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn already_running(&self) -> Result<UpReport, Error> {
@@ -346,9 +372,24 @@ impl Vm {
             console_log: self.files.console_log(),
             spice_socket: self.files.spice_socket(),
             vnc_socket: self.files.vnc_socket(),
+            runtime_dir: self.files.paths.runtime.clone(),
         };
         std::fs::create_dir_all(&self.files.paths.data)
             .map_err(Error::io("create", &self.files.paths.data))?;
+        for share in self
+            .config
+            .shares
+            .iter()
+            .filter(|s| s.kind == ShareKind::Virtiofs)
+        {
+            let log = self
+                .files
+                .paths
+                .runtime
+                .join(format!("virtiofsd-{}.log", share.id));
+            let socket = launch.virtiofs_socket(share.id.as_str());
+            crate::virtiofs::start(&socket, &share.host, share.read_only, &log)?;
+        }
         // A fresh console log per run, so a crash shows this run's lines.
         let _ = std::fs::remove_file(self.files.console_log());
         let stderr_path = self.files.paths.runtime.join("qemu.stderr");
@@ -527,7 +568,7 @@ impl Vm {
         };
         signal(run.pid, Signal::SIGKILL);
         wait_exit(run.pid, QUIT_DEADLINE);
-        state::clear(&self.files);
+        self.stopped(StopStep::Sigkill);
         Ok(true)
     }
 
@@ -584,8 +625,21 @@ impl Vm {
     }
 
     fn stopped(&self, step: StopStep) -> StopStep {
+        self.wait_for_lock_release();
         state::clear(&self.files);
         step
+    }
+
+    /// A killed QEMU's threads may still be exiting after its main thread
+    /// is gone; the lock is free once the last one is.
+    fn wait_for_lock_release(&self) {
+        let deadline = Instant::now() + QUIT_DEADLINE;
+        while Instant::now() < deadline {
+            if matches!(RunLock::try_take(&self.files), Ok(RunLock::Acquired(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -32,6 +32,7 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         console_log: "/kvmx/data/example/console.log".into(),
         spice_socket: run.join("spice.sock"),
         vnc_socket: run.join("vnc.sock"),
+        runtime_dir: run,
     }
 }
 
@@ -110,11 +111,12 @@ fn no_network() {
 }
 
 #[test]
-fn nine_p_shares_read_write_and_read_only() {
+fn shares_by_9p_and_virtiofs() {
     let config = toml(
         "[[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv/code\"\n\n\
          [[shares]]\nid = \"docs\"\nhost = \"/usr/share/doc\"\nguest = \"/srv/doc\"\nread_only = true\n\n\
-         [[shares]]\nid = \"back\"\nhost = \"mnt\"\nguest = \"/home/user\"\nkind = \"sshfs\"\n",
+         [[shares]]\nid = \"back\"\nhost = \"mnt\"\nguest = \"/home/user\"\nkind = \"sshfs\"\n\n\
+         [[shares]]\nid = \"fast\"\nhost = \"data\"\nguest = \"/srv/data\"\nkind = \"virtiofs\"\n",
     );
     insta::assert_snapshot!(render(&config, &launch(Accel::Tcg, Some(2222))));
 }

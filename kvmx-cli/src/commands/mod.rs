@@ -9,6 +9,7 @@ mod import;
 mod init;
 mod lifecycle;
 mod list;
+mod shares;
 
 use camino::Utf8PathBuf;
 use kvmx_core::Layout;
@@ -60,6 +61,9 @@ fn run_vm_command(
         Command::Provision(args) => guest::provision(args.vm.as_deref(), context, output),
         Command::Upgrade(args) => lifecycle::upgrade(args.vm.as_deref(), context, output),
         Command::Recycle(args) => lifecycle::recycle(&args, context, output),
+        Command::Shares(args) => shares::list(args.vm.as_deref(), context, output),
+        Command::Mount(args) => shares::mount(&args, context, output),
+        Command::Umount(args) => shares::umount(&args, context, output),
         Command::Display(args) => devices::display(args.vm.as_deref(), context, output),
         Command::Usb(command) => devices::usb(&command, context, output),
         _ => unreachable!("handled in run"),

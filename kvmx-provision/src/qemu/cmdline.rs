@@ -58,6 +58,15 @@ pub struct Launch {
     pub spice_socket: Utf8PathBuf,
     /// VNC socket (display kind vnc).
     pub vnc_socket: Utf8PathBuf,
+    /// The folder of the virtiofsd sockets.
+    pub runtime_dir: Utf8PathBuf,
+}
+
+impl Launch {
+    /// The vhost-user socket of the virtiofs share `id`.
+    pub fn virtiofs_socket(&self, id: &str) -> Utf8PathBuf {
+        self.runtime_dir.join(format!("vfs-{id}.sock"))
+    }
 }
 
 /// The arguments (without the program) that run `config` as `launch` says.
@@ -69,20 +78,29 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
     args.push("-name", format!("{name},process=kvmx-{name}"));
     args.flag("-nodefaults");
     args.flag("-no-user-config");
+    // Guest memory is a shared memfd from boot: vhost-user devices
+    // (virtiofs) need it, and only then can a folder be hot-plugged later.
+    let memory = hardware.memory.as_mib();
+    args.push(
+        "-object",
+        format!("memory-backend-memfd,id=mem0,size={memory}M,share=on"),
+    );
     args.push(
         "-machine",
-        format!("{},accel={}", hardware.machine, launch.accel.as_str()),
+        format!(
+            "{},accel={},memory-backend=mem0",
+            hardware.machine,
+            launch.accel.as_str()
+        ),
     );
-    args.push(
-        "-cpu",
-        if launch.accel == Accel::Kvm {
-            "host"
-        } else {
-            "max"
-        },
-    );
+    let cpu = if launch.accel == Accel::Kvm {
+        "host"
+    } else {
+        "max"
+    };
+    args.push("-cpu", cpu);
     args.push("-smp", hardware.cpus.to_string());
-    args.push("-m", format!("{}M", hardware.memory.as_mib()));
+    args.push("-m", format!("{memory}M"));
     disks(config, &mut args);
     if let Some(boot) = &launch.kernel_boot {
         args.push("-kernel", boot.kernel.as_str());
@@ -90,7 +108,7 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
         args.push("-append", boot.append.as_str());
     }
     network(config, launch, &mut args);
-    shares(config, &mut args);
+    shares(config, launch, &mut args);
     devices(config, &mut args);
     display(config, launch, &mut args);
     args.push(
@@ -208,7 +226,26 @@ fn tap_name(vm: &str) -> String {
     name
 }
 
-fn shares(config: &Config, args: &mut Args) {
+fn shares(config: &Config, launch: &Launch, args: &mut Args) {
+    for share in config
+        .shares
+        .iter()
+        .filter(|s| s.kind == ShareKind::Virtiofs)
+    {
+        let socket = launch.virtiofs_socket(share.id.as_str());
+        args.push(
+            "-chardev",
+            format!(
+                "socket,id=vfs-{},path={}",
+                share.id,
+                escape(socket.as_str())
+            ),
+        );
+        args.push(
+            "-device",
+            format!("vhost-user-fs-pci,chardev=vfs-{id},tag={id}", id = share.id),
+        );
+    }
     for share in config.shares.iter().filter(|s| s.kind == ShareKind::NineP) {
         let mut fsdev = format!(
             "local,id=fs-{id},path={path},security_model=none",

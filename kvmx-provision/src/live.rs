@@ -1,0 +1,199 @@
+//! Live mounts: a host folder made to appear in a running guest, with no
+//! reboot. QEMU cannot add a 9p device at run time, so this goes through
+//! virtiofs: a new virtiofsd, then QMP `chardev-add` and `device_add
+//! vhost-user-fs-pci` (guest memory is shared from boot for this), then a
+//! mount in the guest. The mounts of a run are listed in its runtime
+//! folder, so they end with it.
+
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use kvmx_core::atomic_file::{self, Overwrite};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::guest::{Discard, quote};
+use crate::{Error, Vm};
+
+/// A folder shared with the guest, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The share id (the virtiofs or 9p tag).
+    pub id: String,
+    /// Folder on the host.
+    pub host: Utf8PathBuf,
+    /// Folder in the guest.
+    pub guest: String,
+    /// How it is shared: `9p`, `virtiofs`, ...
+    pub kind: String,
+    /// `at start` (in the config) or `live` (`kvmx mount`).
+    pub when: String,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+impl Vm {
+    fn live_file(&self) -> Utf8PathBuf {
+        self.files.paths.runtime.join("live-mounts.json")
+    }
+
+    /// The folders added with [`Vm::mount`] during this run.
+    pub fn live_mounts(&self) -> Vec<Mount> {
+        std::fs::read_to_string(self.live_file())
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_live_mounts(&self, mounts: &[Mount]) -> Result<(), Error> {
+        let text = serde_json::to_vec_pretty(mounts).expect("mounts serialize");
+        Ok(atomic_file::write(
+            &self.live_file(),
+            &text,
+            Overwrite::Yes,
+        )?)
+    }
+
+    /// Every share: the configured ones, then the live ones.
+    pub fn mounts(&self) -> Vec<Mount> {
+        let mut mounts: Vec<Mount> = self
+            .config
+            .shares
+            .iter()
+            .map(|share| Mount {
+                id: share.id.to_string(),
+                host: share.host.clone(),
+                guest: share.guest.to_string(),
+                kind: serde_json::to_value(share.kind)
+                    .ok()
+                    .and_then(|k| k.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                when: "at start".into(),
+                read_only: share.read_only,
+            })
+            .collect();
+        mounts.extend(self.live_mounts());
+        mounts
+    }
+
+    /// Makes host folder `host` appear at `guest` in the running guest.
+    pub fn mount(&self, host: &Utf8Path, guest: &str) -> Result<Mount, Error> {
+        self.require_running_state()?;
+        if !guest.starts_with('/') {
+            return Err(Error::Usage(format!(
+                "the guest folder {guest} must be an absolute path"
+            )));
+        }
+        if !host.is_dir() {
+            return Err(Error::Usage(format!(
+                "the host folder {host} does not exist"
+            )));
+        }
+        let mut mounts = self.live_mounts();
+        if self.mounts().iter().any(|m| m.guest == guest) {
+            return Err(Error::Usage(format!(
+                "something is already mounted at {guest}"
+            )));
+        }
+        let id = (0..)
+            .map(|n| format!("live{n}"))
+            .find(|id| !mounts.iter().any(|m| &m.id == id))
+            .expect("a free id");
+        let socket = self.files.paths.runtime.join(format!("vfs-{id}.sock"));
+        let log = self.files.paths.runtime.join(format!("virtiofsd-{id}.log"));
+        crate::virtiofs::start(&socket, host, false, &log)?;
+        let mut qmp = self.qmp()?;
+        qmp.execute(
+            "chardev-add",
+            Some(json!({
+                "id": format!("vfs-{id}"),
+                "backend": { "type": "socket", "data": {
+                    "addr": { "type": "unix", "data": { "path": socket.as_str() } },
+                    "server": false
+                }}
+            })),
+        )?;
+        qmp.execute(
+            "device_add",
+            Some(json!({ "driver": "vhost-user-fs-pci", "id": format!("dev-{id}"), "chardev": format!("vfs-{id}"), "tag": id })),
+        )?;
+        let target = self.ssh_target()?;
+        let quoted = quote(guest);
+        // The guest sees the new PCI device a moment after QEMU adds it.
+        let mount = format!(
+            "sudo mkdir -p {quoted} && for i in $(seq 50); do sudo mount -t virtiofs {id} {quoted} 2>/dev/null && exit 0; sleep 0.2; done; sudo mount -t virtiofs {id} {quoted}"
+        );
+        let status = target.run(&mount, &mut Discard)?;
+        if !status.success() {
+            let _ = self.unplug(&id);
+            return Err(Error::Usage(format!(
+                "the guest could not mount {id} at {guest}"
+            )));
+        }
+        let added = Mount {
+            id,
+            host: host.to_owned(),
+            guest: guest.to_owned(),
+            kind: "virtiofs".into(),
+            when: "live".into(),
+            read_only: false,
+        };
+        mounts.push(added.clone());
+        self.save_live_mounts(&mounts)?;
+        Ok(added)
+    }
+
+    /// Unmounts a live mount at `guest` and removes its device.
+    pub fn umount(&self, guest: &str) -> Result<Mount, Error> {
+        self.require_running_state()?;
+        let mut mounts = self.live_mounts();
+        let Some(index) = mounts.iter().position(|m| m.guest == guest) else {
+            let configured = self
+                .config
+                .shares
+                .iter()
+                .any(|s| s.guest.as_path() == guest);
+            return Err(Error::Usage(if configured {
+                format!("{guest} is a configured share; remove it from kvmx.toml instead")
+            } else {
+                format!("nothing was mounted at {guest} with `kvmx mount`")
+            }));
+        };
+        let status = self
+            .ssh_target()?
+            .run(&format!("sudo umount {}", quote(guest)), &mut Discard)?;
+        if !status.success() {
+            return Err(Error::Usage(format!(
+                "the guest could not unmount {guest} (is it in use?)"
+            )));
+        }
+        let removed = mounts.remove(index);
+        self.unplug(&removed.id)?;
+        self.save_live_mounts(&mounts)?;
+        Ok(removed)
+    }
+
+    /// Removes the device and chardev of live mount `id`.
+    fn unplug(&self, id: &str) -> Result<(), Error> {
+        let mut qmp = self.qmp()?;
+        let _ = qmp.execute("device_del", Some(json!({ "id": format!("dev-{id}") })));
+        // The chardev is busy until the guest has released the device.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match qmp.execute("chardev-remove", Some(json!({ "id": format!("vfs-{id}") }))) {
+                Ok(_) => return Ok(()),
+                Err(error) if Instant::now() > deadline => return Err(error.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn require_running_state(&self) -> Result<(), Error> {
+        if self.status()?.state != crate::State::Running {
+            return Err(Error::NotRunning {
+                vm: self.name.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -15,6 +15,7 @@ pub mod provision;
 pub mod qemu;
 pub mod qmp;
 pub mod ssh;
+mod sshfs;
 pub mod state;
 pub mod virtiofs;
 mod vm;

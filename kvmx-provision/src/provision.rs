@@ -143,6 +143,7 @@ impl Vm {
                 target.run(&mount, sink)?,
             )?;
         }
+        self.mount_ssh_shares()?;
         sync(&target, &self.config.hooks.startup_rsync, true, sink)?;
         if let Some(command) = &self.config.hooks.startup_command {
             check(

@@ -264,11 +264,14 @@ impl Vm {
     fn check_shares(&self) -> Result<(), Error> {
         for share in &self.config.shares {
             match share.kind {
-                ShareKind::NineP | ShareKind::Virtiofs => {}
+                ShareKind::NineP
+                | ShareKind::Virtiofs
+                | ShareKind::Sshfs
+                | ShareKind::ReverseSshfs => {}
                 other => {
                     let kind = serde_json::to_value(other).ok();
                     return Err(Error::Usage(format!(
-                        "share {}: kind \"{}\" is not supported yet; use \"9p\" or \"virtiofs\"",
+                        "share {}: kind \"{}\" is not supported yet; use 9p, virtiofs, sshfs or reverse-sshfs",
                         share.id,
                         kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?")
                     )));
@@ -514,6 +517,8 @@ impl Vm {
             state::clear(&self.files);
             return Ok(StopStep::AlreadyStopped);
         };
+        // A host mount of a guest folder would hang once the guest is gone.
+        self.unmount_ssh_shares();
         let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
         let pid = run.pid;
         if !force {
@@ -566,6 +571,7 @@ impl Vm {
             state::clear(&self.files);
             return Ok(false);
         };
+        self.unmount_ssh_shares();
         signal(run.pid, Signal::SIGKILL);
         wait_exit(run.pid, QUIT_DEADLINE);
         self.stopped(StopStep::Sigkill);

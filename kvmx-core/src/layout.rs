@@ -12,6 +12,10 @@ use crate::config::values::VmName;
 /// The environment variable that moves every kvmx folder under one root.
 pub const HOME_VARIABLE: &str = "KVMX_HOME";
 
+/// The environment variable that moves the cache folder alone (tests share
+/// one bootstrap cache between hermetic homes with it).
+pub const CACHE_VARIABLE: &str = "KVMX_CACHE_DIR";
+
 /// The unix socket path limit (`sun_path`, including the final NUL).
 pub const SOCKET_PATH_MAX: usize = 107;
 
@@ -50,8 +54,18 @@ impl Layout {
         }
     }
 
-    /// The folders for this process: `KVMX_HOME` if set, else XDG.
+    /// The folders for this process: `KVMX_HOME` if set, else XDG;
+    /// `KVMX_CACHE_DIR` then moves the cache folder.
     pub fn from_env() -> Result<Layout, LayoutError> {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let mut layout = Layout::from_home_env()?;
+        if let Some(cache) = var(CACHE_VARIABLE) {
+            layout.cache_dir = utf8(cache.into())?;
+        }
+        Ok(layout)
+    }
+
+    fn from_home_env() -> Result<Layout, LayoutError> {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
         if let Some(root) = var(HOME_VARIABLE) {
             return Ok(Layout::under(&utf8(root.into())?));
@@ -115,5 +129,45 @@ impl VmPaths {
     /// known_hosts with the guest's host keys.
     pub fn known_hosts(&self) -> Utf8PathBuf {
         self.data.join("ssh").join("known_hosts")
+    }
+}
+
+impl VmPaths {
+    /// The log of `kvmx-create`: the full output of every tool it ran.
+    pub fn create_log(&self) -> Utf8PathBuf {
+        self.data.join("create.log")
+    }
+    /// The first user's random password (mode 0600), kept so that
+    /// `kvmx-create password` can show it; absent for a set or locked one.
+    pub fn password_file(&self) -> Utf8PathBuf {
+        self.data.join("password")
+    }
+    /// QEMU's pid file while the VM runs.
+    pub fn pid_file(&self) -> Utf8PathBuf {
+        self.runtime.join("qemu.pid")
+    }
+}
+
+/// The files of a `bootloader = "direct"` image, kept beside it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DirectBoot {
+    /// The kernel, for QEMU's `-kernel`.
+    pub kernel: Utf8PathBuf,
+    /// The initrd, for `-initrd`.
+    pub initrd: Utf8PathBuf,
+    /// A one-line file with the kernel command line, for `-append`.
+    pub cmdline: Utf8PathBuf,
+}
+
+impl DirectBoot {
+    /// The files beside `image`: `<image>.vmlinuz`, `<image>.initrd`,
+    /// `<image>.cmdline`.
+    pub fn beside(image: &Utf8Path) -> DirectBoot {
+        let with = |suffix: &str| Utf8PathBuf::from(format!("{image}.{suffix}"));
+        DirectBoot {
+            kernel: with("vmlinuz"),
+            initrd: with("initrd"),
+            cmdline: with("cmdline"),
+        }
     }
 }

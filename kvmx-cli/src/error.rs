@@ -13,6 +13,8 @@ pub enum Kind {
     Usage,
     /// A config file is wrong.
     Config,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 impl Kind {
@@ -22,6 +24,7 @@ impl Kind {
             Kind::Failure => 1,
             Kind::Usage => 2,
             Kind::Config => 3,
+            Kind::Interrupted => 130,
         })
     }
 }
@@ -74,6 +77,20 @@ impl From<kvmx_core::Error> for CommandError {
         let kind = match &error {
             kvmx_core::Error::Config(_) => Kind::Config,
             kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. } => Kind::Usage,
+            _ => Kind::Failure,
+        };
+        CommandError {
+            kind,
+            hint: error.hint(),
+            error: Box::new(error),
+        }
+    }
+}
+
+impl From<kvmx_image::Error> for CommandError {
+    fn from(error: kvmx_image::Error) -> Self {
+        let kind = match &error {
+            kvmx_image::Error::Interrupted => Kind::Interrupted,
             _ => Kind::Failure,
         };
         CommandError {

@@ -10,6 +10,7 @@ mod bad_input;
 mod base;
 mod boot;
 mod cache;
+mod interrupt;
 
 use std::process::Output;
 

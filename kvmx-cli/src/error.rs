@@ -15,6 +15,8 @@ pub enum Kind {
     Config,
     /// A command in the guest failed: kvmx exits with its status.
     Guest(u8),
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Usage => 2,
             Kind::Config => 3,
             Kind::Guest(code) => code,
+            Kind::Interrupted => 130,
         })
     }
 }
@@ -77,6 +80,20 @@ impl From<kvmx_core::Error> for CommandError {
         let kind = match &error {
             kvmx_core::Error::Config(_) => Kind::Config,
             kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. } => Kind::Usage,
+            _ => Kind::Failure,
+        };
+        CommandError {
+            kind,
+            hint: error.hint(),
+            error: Box::new(error),
+        }
+    }
+}
+
+impl From<kvmx_image::Error> for CommandError {
+    fn from(error: kvmx_image::Error) -> Self {
+        let kind = match &error {
+            kvmx_image::Error::Interrupted => Kind::Interrupted,
             _ => Kind::Failure,
         };
         CommandError {

@@ -2,9 +2,11 @@
 //! kvmx libraries, and prints results (text or `--json`) and errors.
 //!
 //! The binary is a thin shell around [`main`]; tests drive the real binary.
+//! [`create::main`] is the same for `kvmx-create`.
 
 mod cli;
 mod commands;
+pub mod create;
 pub mod error;
 pub mod output;
 mod progress;

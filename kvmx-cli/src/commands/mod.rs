@@ -79,7 +79,7 @@ pub struct Context {
 }
 
 impl Context {
-    fn from_env() -> Result<Context, CommandError> {
+    pub(crate) fn from_env() -> Result<Context, CommandError> {
         let layout = Layout::from_env().map_err(kvmx_core::Error::from)?;
         let cwd = std::env::current_dir()?;
         let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|path| CommandError {

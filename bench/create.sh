@@ -1,0 +1,75 @@
+#!/bin/bash
+# Measures kvmx-create against plain mmdebstrap, in one run:
+#   cold ratio  = kvmx-create with an empty cache / mmdebstrap of the same
+#                 package set and sources               (goal <= 1.15)
+#   warm ratio  = kvmx-create again, the cache filled / kvmx-create cold
+#                                                        (goal <= 0.2)
+# usage: bench/create.sh [path/to/kvmx-create]
+# Run it as the user who builds images (mmdebstrap's unshare mode without
+# root). Needs network access to the Debian mirror.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$here/target/release/kvmx-create}
+[ -x "$bin" ] || { echo "no kvmx-create at $bin (cargo build --release)" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kvmx-bench.XXXXXX")
+cleanup() { unshare --map-auto --map-root-user rm -rf "$work" 2>/dev/null || rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -p "$work/project" "$work/home" "$work/cache"
+cat > "$work/project/kvmx.toml" <<'TOML'
+[vm]
+name = "bench"
+[image]
+size = "3G"
+TOML
+
+now() { date +%s.%N; }
+elapsed() { awk "BEGIN { printf \"%.1f\", $2 - $1 }"; }
+ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
+create() {
+    (cd "$work/project" && KVMX_HOME=$work/home KVMX_CACHE_DIR=$work/cache "$bin" --json "$@")
+}
+
+echo "kvmx-create cold (empty cache)..." >&2
+t0=$(now); create > "$work/cold.json"; t1=$(now)
+cold=$(elapsed "$t0" "$t1")
+
+# The same package set and sources, from the cache entry kvmx-create made.
+read -r suite includes sources < <(
+    KVMX_HOME=$work/home KVMX_CACHE_DIR=$work/cache "$bin" cache list --json | python3 -c '
+import json, sys
+spec = json.load(sys.stdin)[0]["spec"]
+mirror = spec["mirror"].rstrip("/")
+suite = spec["suite"]
+lines = ["deb %s %s main" % (mirror, suite)]
+if suite in ("bullseye", "bookworm", "trixie", "stable", "oldstable"):
+    lines.append("deb %s %s-updates main" % (mirror, suite))
+    if mirror.endswith("/debian"):
+        lines.append("deb %s-security %s-security main" % (mirror, suite))
+print(suite, ",".join(spec["packages"]), "|".join(lines))
+')
+IFS='|' read -r -a source_lines <<< "$sources"
+
+echo "plain mmdebstrap..." >&2
+t0=$(now)
+mmdebstrap --mode=auto --variant=apt --format=tar --include="$includes" \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    "$suite" "$work/plain.tar" "${source_lines[@]}" > "$work/mmdebstrap.log" 2>&1
+t1=$(now)
+plain=$(elapsed "$t0" "$t1")
+
+echo "kvmx-create warm (cache filled)..." >&2
+t0=$(now); create --force > "$work/warm.json"; t1=$(now)
+warm=$(elapsed "$t0" "$t1")
+grep -q '"cache": "hit"' "$work/warm.json" || { echo "the warm build missed the cache" >&2; exit 1; }
+
+printf 'mmdebstrap            %8s s\n' "$plain"
+printf 'kvmx-create cold      %8s s\n' "$cold"
+printf 'kvmx-create warm      %8s s\n' "$warm"
+printf 'cold / mmdebstrap     %8s   (goal <= 1.15)\n' "$(ratio "$cold" "$plain")"
+printf 'warm / cold           %8s   (goal <= 0.2)\n' "$(ratio "$warm" "$cold")"

@@ -1,0 +1,302 @@
+//! `kvmx-create`: builds a VM's image with [`kvmx_image::ImageBuilder`],
+//! shows the stages on the terminal, and manages the bootstrap cache.
+//!
+//! A random password is never printed by a build; it is kept (mode 0600) in
+//! the VM's data folder and shown by `kvmx-create password`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use kvmx_core::Project;
+use kvmx_image::{BaseVm, BootstrapCache, CancelFlag, ImageBuilder, Progress, Stage};
+
+use crate::cli::GlobalArgs;
+use crate::commands::Context;
+use crate::error::{CommandError, Kind};
+use crate::output::Output;
+
+/// Build the disk image of a kvmx VM: a bootable Debian guest, without root.
+#[derive(Debug, Parser)]
+#[command(name = "kvmx-create", version, about, long_about = None)]
+#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    after_help = "A VM named like a subcommand is given as a folder: kvmx-create ./cache\n\
+                  Exit status: 0 success, 1 failure, 2 usage error, 3 config error, 130 interrupted."
+)]
+pub struct CreateCli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Build options (without a subcommand).
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Something else than a build.
+    #[command(subcommand)]
+    pub command: Option<CreateCommand>,
+}
+
+/// `kvmx-create [VM]`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// A registered VM name or a project folder. Default: the project
+    /// around the current folder.
+    pub vm: Option<String>,
+    /// Replace an existing image.
+    #[arg(long)]
+    pub force: bool,
+    /// Bootstrap afresh: neither use nor fill the bootstrap cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// The bootstrap cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Print the random password of the VM's first user.
+    Password {
+        /// A registered VM name or a project folder.
+        vm: Option<String>,
+    },
+}
+
+/// `kvmx-create cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// List the cached bootstrapped systems.
+    List,
+    /// Remove every cached system.
+    Clear,
+}
+
+/// Runs `kvmx-create` with the process's arguments.
+pub fn main() -> ExitCode {
+    let cli = match CreateCli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                Kind::Usage.exit_code()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let output = Output::new(&cli.global);
+    match run(cli, &output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            output.error(&error.render());
+            error.kind.exit_code()
+        }
+    }
+}
+
+fn run(cli: CreateCli, output: &Output) -> Result<(), CommandError> {
+    let context = Context::from_env()?;
+    match cli.command {
+        None => build(&cli.build, &cli.global, &context, output),
+        Some(CreateCommand::Cache(CacheCommand::List)) => cache_list(&context, output),
+        Some(CreateCommand::Cache(CacheCommand::Clear)) => cache_clear(&context, output),
+        Some(CreateCommand::Password { vm }) => password(vm.as_deref(), &context, output),
+    }
+}
+
+fn build(
+    args: &BuildArgs,
+    global: &GlobalArgs,
+    context: &Context,
+    output: &Output,
+) -> Result<(), CommandError> {
+    let project = Project::select(args.vm.as_deref(), &context.cwd, &context.layout)?;
+    let loaded = project.load(&context.layout)?;
+    for warning in &loaded.warnings {
+        output.warn(&format!(
+            "{}:{}: {}",
+            project.file.path(),
+            warning.line,
+            warning.message
+        ));
+    }
+    let base = match &loaded.config.image.base {
+        Some(base) => Some(base_vm(base.as_str(), context)?),
+        None => None,
+    };
+    let cancel = CancelFlag::on_signals()?;
+    let builder = ImageBuilder::new(
+        loaded.name.clone(),
+        loaded.config.clone(),
+        context.layout.vm(&loaded.name),
+        context.layout.cache_dir.clone(),
+    )
+    .force(args.force)
+    .no_cache(args.no_cache)
+    .base(base)
+    .cancel(cancel);
+    let mut progress = StageDisplay::new(!global.quiet);
+    let report = builder.build(&mut progress)?;
+    if output.json {
+        output.json_result(&report);
+        return Ok(());
+    }
+    let total: f64 = report.stages.iter().map(|s| s.seconds).sum();
+    output.result(&format!(
+        "built {} for {} in {total:.1} s",
+        report.image, report.vm
+    ));
+    output.detail(&format!("log: {}", report.log));
+    if let Some(file) = &report.password_file {
+        output.info(&format!(
+            "the user's random password is kept in {file}: kvmx-create password {}",
+            report.vm
+        ));
+    }
+    Ok(())
+}
+
+fn base_vm(name: &str, context: &Context) -> Result<BaseVm, CommandError> {
+    let project = Project::select(Some(name), &context.cwd, &context.layout)?;
+    let loaded = project.load(&context.layout)?;
+    let config = &loaded.config;
+    Ok(BaseVm {
+        image: config
+            .image
+            .path
+            .clone()
+            .unwrap_or_else(|| context.layout.vm(&loaded.name).default_image()),
+        format: config.image.format,
+        bootloader: config.create.bootloader,
+        paths: context.layout.vm(&loaded.name),
+        name: loaded.name,
+    })
+}
+
+fn cache_list(context: &Context, output: &Output) -> Result<(), CommandError> {
+    let cache = BootstrapCache::new(&context.layout.cache_dir);
+    let entries = cache.list()?;
+    if output.json {
+        output.json_result(&entries);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        output.info(&format!("the bootstrap cache in {} is empty", cache.dir()));
+        return Ok(());
+    }
+    output.result(&format!(
+        "{:32}  {:10}  {:6}  {:11}  {:>8}  MIRROR",
+        "KEY", "SUITE", "ARCH", "METHOD", "SIZE"
+    ));
+    for entry in &entries {
+        let method = serde_json::to_value(entry.spec.method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        output.result(&format!(
+            "{:32}  {:10}  {:6}  {:11}  {:>6} M  {}",
+            entry.key,
+            entry.spec.suite,
+            entry.spec.arch,
+            method,
+            entry.size >> 20,
+            entry.spec.mirror
+        ));
+    }
+    Ok(())
+}
+
+fn cache_clear(context: &Context, output: &Output) -> Result<(), CommandError> {
+    let removed = BootstrapCache::new(&context.layout.cache_dir).clear()?;
+    if output.json {
+        output.json_result(&removed);
+    } else {
+        output.result(&format!("removed {} cached system(s)", removed.len()));
+    }
+    Ok(())
+}
+
+fn password(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
+    let project = Project::select(vm, &context.cwd, &context.layout)?;
+    let loaded = project.load(&context.layout)?;
+    let file = context.layout.vm(&loaded.name).password_file();
+    match std::fs::read_to_string(&file) {
+        Ok(password) => {
+            output.result(password.trim());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CommandError {
+            kind: Kind::Failure,
+            error: format!("{} has no random password on record", loaded.name).into(),
+            hint: Some(
+                "a password set in the config or a locked one is not kept; \
+                 a random one is kept when kvmx-create builds the image"
+                    .into(),
+            ),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The stages on stderr: a spinner with the running time on a terminal,
+/// one line per finished stage elsewhere.
+struct StageDisplay {
+    enabled: bool,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl StageDisplay {
+    fn new(enabled: bool) -> Self {
+        StageDisplay {
+            enabled,
+            spinner: None,
+        }
+    }
+}
+
+impl Progress for StageDisplay {
+    fn stage_started(&mut self, stage: Stage) {
+        if !self.enabled || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .expect("valid template"),
+        );
+        spinner.set_message(stage.describe());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        self.spinner = Some(spinner);
+    }
+
+    fn stage_finished(&mut self, stage: Stage, elapsed: Duration, note: Option<&str>) {
+        if !self.enabled {
+            return;
+        }
+        let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
+        let line = format!(
+            "{:>7.1} s  {}{note}",
+            elapsed.as_secs_f64(),
+            stage.describe()
+        );
+        match self.spinner.take() {
+            Some(spinner) => {
+                spinner.set_style(
+                    indicatif::ProgressStyle::with_template("{msg}").expect("valid template"),
+                );
+                spinner.finish_with_message(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Drop for StageDisplay {
+    fn drop(&mut self) {
+        if let Some(spinner) = self.spinner.take() {
+            spinner.abandon();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Images made from another VM's image (a base box): a full copy, or a
+//! qcow2 overlay with the base's image as its backing file. The guest is the
+//! base's, so the base's keys reach it: its host key is recorded for this
+//! VM, and its client key is tried after this VM's own.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use kvmx_core::config::values::VmName;
+use kvmx_core::config::{Bootloader, ImageFormat};
+use kvmx_core::layout::VmPaths;
+
+use crate::process::{Runner, Tool};
+use crate::{Error, Result};
+
+/// The base VM, as its own config describes it.
+#[derive(Debug, Clone)]
+pub struct BaseVm {
+    /// Its name.
+    pub name: VmName,
+    /// Its image.
+    pub image: Utf8PathBuf,
+    /// Its image format.
+    pub format: ImageFormat,
+    /// How its image boots.
+    pub bootloader: Bootloader,
+    /// Its files.
+    pub paths: VmPaths,
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Qcow2 => "qcow2",
+        ImageFormat::Raw => "raw",
+    }
+}
+
+impl BaseVm {
+    fn refuse(&self, reason: impl Into<String>) -> Error {
+        Error::Base {
+            name: self.name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the base runs now (its pid file names a live process).
+    pub fn is_running(&self) -> bool {
+        let Ok(text) = std::fs::read_to_string(self.paths.pid_file()) else {
+            return false;
+        };
+        let Ok(pid) = text.trim().parse::<i32>() else {
+            return false;
+        };
+        // EPERM: the process exists but belongs to another user.
+        pid > 0
+            && matches!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+                Ok(()) | Err(nix::errno::Errno::EPERM)
+            )
+    }
+
+    /// Checks that the base can be used now.
+    pub fn check(&self, overlay: bool) -> Result<()> {
+        if !self.image.is_file() {
+            return Err(self.refuse(format!(
+                "its image {} does not exist (run kvmx-create {} first)",
+                self.image, self.name
+            )));
+        }
+        if self.is_running() {
+            let what = if overlay {
+                "an overlay on a running VM's image would break when the base writes to it"
+            } else {
+                "a copy of a running VM's disk would be inconsistent"
+            };
+            return Err(self.refuse(format!("it is running: {what}")));
+        }
+        Ok(())
+    }
+
+    /// Writes the new image at `target`: a qcow2 overlay backed by the
+    /// base's image, or a full copy in `format`.
+    pub fn make_image(
+        &self,
+        target: &Utf8Path,
+        format: ImageFormat,
+        overlay: bool,
+        runner: &Runner,
+    ) -> Result<()> {
+        if overlay {
+            if format != ImageFormat::Qcow2 {
+                return Err(Error::Unsupported(
+                    "an image backed by a base is a qcow2 overlay: set image.format = \"qcow2\""
+                        .into(),
+                ));
+            }
+            runner.run(
+                &Tool::new("qemu-img", "create the overlay")
+                    .args([
+                        "create",
+                        "-f",
+                        "qcow2",
+                        "-F",
+                        format_name(self.format),
+                        "-b",
+                    ])
+                    .arg(&self.image)
+                    .arg(target),
+            )?;
+        } else {
+            runner.run(
+                &Tool::new("qemu-img", "copy the base's image")
+                    .args([
+                        "convert",
+                        "-f",
+                        format_name(self.format),
+                        "-O",
+                        format_name(format),
+                    ])
+                    .arg(&self.image)
+                    .arg(target),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The base's known_hosts text with this VM's alias.
+    pub fn known_hosts_for(&self, vm: &VmName) -> Result<String> {
+        let path = self.paths.known_hosts();
+        let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+        let lines: String = text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let (_alias, kind, key) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(format!(
+                    "{} {kind} {key}\n",
+                    crate::keys::host_key_alias(vm)
+                ))
+            })
+            .collect();
+        Ok(lines)
+    }
+}

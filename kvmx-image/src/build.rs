@@ -1,0 +1,557 @@
+//! The entry point: [`ImageBuilder`] builds a VM's image from its config and
+//! reports its stages through a [`Progress`] the caller supplies.
+//!
+//! Everything is made in a work folder beside the image and moved into place
+//! by renames at the end: an existing image is replaced only by a complete
+//! new one, and a failed or interrupted build removes what it made.
+
+use std::time::{Duration, Instant};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use kvmx_core::config::values::VmName;
+use kvmx_core::config::{Bootloader, Config, ImageFormat, ImageType};
+use kvmx_core::layout::{DirectBoot, VmPaths};
+use serde::Serialize;
+
+use crate::base::BaseVm;
+use crate::bootstrap::{self, BootstrapSpec};
+use crate::cache::{self, BootstrapCache, CacheUse};
+use crate::cancel::CancelFlag;
+use crate::cleanup::{TempFile, WorkDir};
+use crate::guest::{GuestSetup, kernel_cmdline};
+use crate::password::GuestPassword;
+use crate::prerequisites::{self, Requirement, grub_dir, is_root};
+use crate::process::Runner;
+use crate::rootfs::Rootfs;
+use crate::userns::GuestRoot;
+use crate::{Error, Result, disk, keys};
+
+/// A step of a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// Checking the config, the target and the host's tools.
+    Check,
+    /// Making keys and the password.
+    Keys,
+    /// Bootstrapping the system (or taking it from the cache).
+    Bootstrap,
+    /// Writing the VM's files for the guest.
+    GuestSetup,
+    /// Making the partition table and the root file system.
+    Filesystem,
+    /// Installing the bootloader.
+    Bootloader,
+    /// Converting to the image format.
+    Convert,
+    /// Making the image from the base VM's.
+    Base,
+    /// Moving the results into place.
+    Finish,
+}
+
+impl Stage {
+    /// A short description for progress displays.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Check => "checking prerequisites",
+            Stage::Keys => "making keys",
+            Stage::Bootstrap => "bootstrapping the system",
+            Stage::GuestSetup => "setting up the guest",
+            Stage::Filesystem => "making the file system",
+            Stage::Bootloader => "installing the bootloader",
+            Stage::Convert => "converting the image",
+            Stage::Base => "making the image from the base",
+            Stage::Finish => "finishing",
+        }
+    }
+}
+
+/// Receives a build's progress. The library never prints.
+pub trait Progress {
+    /// A stage begins.
+    fn stage_started(&mut self, stage: Stage);
+    /// A stage ended after `elapsed`; `note` tells more ("from the cache").
+    fn stage_finished(&mut self, stage: Stage, elapsed: Duration, note: Option<&str>);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn stage_started(&mut self, _: Stage) {}
+    fn stage_finished(&mut self, _: Stage, _: Duration, _: Option<&str>) {}
+}
+
+/// How long a stage took.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTime {
+    /// The stage.
+    pub stage: Stage,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// What a build made.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    /// The VM.
+    pub vm: String,
+    /// The image.
+    pub image: Utf8PathBuf,
+    /// Its format.
+    pub format: ImageFormat,
+    /// How it boots.
+    pub bootloader: Bootloader,
+    /// Kernel, initrd and command line for direct boot.
+    pub direct_boot: Option<DirectBoot>,
+    /// Whether the bootstrap came from the cache.
+    pub cache: CacheUse,
+    /// The cache key of the bootstrapped tree.
+    pub cache_key: Option<String>,
+    /// The base VM, for an image made from one.
+    pub base: Option<String>,
+    /// Whether the image is an overlay on the base's.
+    pub backing: bool,
+    /// Client keys that reach the guest, in the order to try them.
+    pub ssh_keys: Vec<Utf8PathBuf>,
+    /// known_hosts with the guest's host key.
+    pub known_hosts: Utf8PathBuf,
+    /// The host key alias to connect with.
+    pub host_key_alias: String,
+    /// The file holding the random password, when there is one.
+    pub password_file: Option<Utf8PathBuf>,
+    /// The build log.
+    pub log: Utf8PathBuf,
+    /// Time per stage.
+    pub stages: Vec<StageTime>,
+}
+
+/// Builds one VM's image.
+#[derive(Debug, Clone)]
+pub struct ImageBuilder {
+    name: VmName,
+    config: Config,
+    paths: VmPaths,
+    cache_dir: Utf8PathBuf,
+    force: bool,
+    no_cache: bool,
+    base: Option<BaseVm>,
+    cancel: CancelFlag,
+}
+
+struct Timer<'a> {
+    progress: &'a mut dyn Progress,
+    stages: Vec<StageTime>,
+}
+
+impl Timer<'_> {
+    fn run<T>(
+        &mut self,
+        stage: Stage,
+        cancel: &CancelFlag,
+        work: impl FnOnce() -> Result<(T, Option<String>)>,
+    ) -> Result<T> {
+        cancel.check()?;
+        self.progress.stage_started(stage);
+        let start = Instant::now();
+        let (value, note) = work()?;
+        let elapsed = start.elapsed();
+        self.progress
+            .stage_finished(stage, elapsed, note.as_deref());
+        self.stages.push(StageTime {
+            stage,
+            seconds: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        });
+        Ok(value)
+    }
+}
+
+impl ImageBuilder {
+    /// A build of the image of `name` as its resolved `config` describes
+    /// it (see [`kvmx_core::Project::load`]); `paths` are the VM's folders
+    /// and `cache_dir` kvmx's cache folder.
+    pub fn new(name: VmName, config: Config, paths: VmPaths, cache_dir: Utf8PathBuf) -> Self {
+        ImageBuilder {
+            name,
+            config,
+            paths,
+            cache_dir,
+            force: false,
+            no_cache: false,
+            base: None,
+            cancel: CancelFlag::new(),
+        }
+    }
+
+    /// Replace an existing image.
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Bootstrap afresh, neither reading nor filling the cache.
+    pub fn no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
+        self
+    }
+
+    /// The base VM of `image.base`, as its own config describes it.
+    pub fn base(mut self, base: Option<BaseVm>) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Stops the build when set.
+    pub fn cancel(mut self, cancel: CancelFlag) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    fn image(&self) -> Utf8PathBuf {
+        self.config
+            .image
+            .path
+            .clone()
+            .unwrap_or_else(|| self.paths.default_image())
+    }
+
+    /// Builds the image.
+    pub fn build(&self, progress: &mut dyn Progress) -> Result<BuildReport> {
+        let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
+        runner.note(&format!(
+            "# kvmx-create {}: building {}",
+            self.name,
+            self.image()
+        ));
+        let mut timer = Timer {
+            progress,
+            stages: Vec::new(),
+        };
+        let result = match &self.base {
+            Some(base) => self.build_from_base(base, &runner, &mut timer),
+            None => self.build_new(&runner, &mut timer),
+        };
+        match &result {
+            Ok(_) => runner.note("# done"),
+            Err(e) => runner.note(&format!("# failed: {e}")),
+        }
+        let mut report = result?;
+        report.stages = timer.stages;
+        Ok(report)
+    }
+
+    fn check_target(&self) -> Result<Utf8PathBuf> {
+        let image = self.image();
+        match self.config.create.image_type {
+            ImageType::Device => {
+                if !is_root() {
+                    return Err(Error::Unsupported(format!(
+                        "image_type = \"device\" writes to {image} and needs root"
+                    )));
+                }
+                if !self.force {
+                    return Err(Error::Unsupported(format!(
+                        "image_type = \"device\" overwrites the device {image}: pass --force"
+                    )));
+                }
+            }
+            ImageType::File => {
+                if image.exists() && !self.force {
+                    return Err(Error::ImageExists(image));
+                }
+            }
+        }
+        Ok(image)
+    }
+
+    fn requirements(&self, bootstrapper: &dyn bootstrap::Bootstrap) -> Vec<Requirement> {
+        let create = &self.config.create;
+        let mut requirements = bootstrapper.requirements();
+        requirements.extend(disk::requirements());
+        requirements.extend(GuestRoot::detect().requirements());
+        if create.bootloader == Bootloader::Grub {
+            requirements.extend(disk::grub_requirements());
+        }
+        if self.config.image.format == ImageFormat::Qcow2 {
+            requirements.push(Requirement::program("qemu-img", "qemu-utils"));
+        }
+        requirements
+    }
+
+    fn work_dir(&self, image: &Utf8Path) -> Result<WorkDir> {
+        let folder = match self.config.create.image_type {
+            ImageType::File => image.parent().unwrap_or(Utf8Path::new(".")).to_owned(),
+            ImageType::Device => self.paths.data.clone(),
+        };
+        WorkDir::new_in(&folder, ".kvmx-create-", GuestRoot::detect())
+    }
+
+    fn build_new(&self, runner: &Runner, timer: &mut Timer) -> Result<BuildReport> {
+        let create = &self.config.create;
+        let bootstrapper = bootstrap::for_method(create.method);
+        let image = timer.run(Stage::Check, &self.cancel, || {
+            let image = self.check_target()?;
+            prerequisites::check(&self.requirements(bootstrapper.as_ref()))
+                .map_err(Error::Missing)?;
+            Ok((image, None))
+        })?;
+        let hostname = self
+            .config
+            .vm
+            .hostname
+            .as_ref()
+            .map_or_else(|| self.name.to_string(), ToString::to_string);
+
+        let (client_public, host_key, password, extra) =
+            timer.run(Stage::Keys, &self.cancel, || {
+                let client = keys::client_key(&self.paths, &self.name)?;
+                let host = keys::new_host_key(&hostname)?;
+                let password = GuestPassword::from_config(&self.config.vm.password)?;
+                let extra = match &self.config.ssh.authorized_key {
+                    Some(setting) => Some(keys::extra_authorized_key(setting)?),
+                    None => None,
+                };
+                Ok(((client, host, password, extra), None))
+            })?;
+
+        let work = self.work_dir(&image)?;
+        let spec = BootstrapSpec::from_config(create);
+        let key = cache::key(&spec);
+        let (tarball, cache_use) = timer.run(Stage::Bootstrap, &self.cancel, || {
+            let (tarball, cache_use) = if self.no_cache {
+                let tarball = work.path().join("rootfs.tar");
+                let scratch = work.path().join("scratch");
+                std::fs::create_dir(&scratch).map_err(Error::io("create", &scratch))?;
+                bootstrapper.bootstrap(&spec, &tarball, &scratch, runner)?;
+                (tarball, CacheUse::Bypassed)
+            } else {
+                BootstrapCache::new(&self.cache_dir).get_or_make(
+                    &spec,
+                    bootstrapper.as_ref(),
+                    runner,
+                )?
+            };
+            let note = match cache_use {
+                CacheUse::Hit => Some(format!("from the cache, key {key}")),
+                CacheUse::Miss => Some(format!("stored in the cache, key {key}")),
+                _ => None,
+            };
+            Ok(((tarball, cache_use), note))
+        })?;
+
+        let uuid = disk::random_uuid();
+        let (overlay_tar, layout) = timer.run(Stage::GuestSetup, &self.cancel, || {
+            let rootfs = Rootfs::read(&tarball)?;
+            let layout = disk::layout(self.config.image.size.bytes(), rootfs.needed_bytes())?;
+            let mut authorized_keys = vec![client_public.clone()];
+            authorized_keys.extend(extra.clone());
+            let network = &self.config.network;
+            let setup = GuestSetup {
+                hostname: hostname.clone(),
+                domain: self.config.vm.domain.as_ref().map(ToString::to_string),
+                user: self.config.vm.user.to_string(),
+                password_hash: password.hash.clone(),
+                authorized_keys,
+                host_key: host_key.clone(),
+                root_uuid: uuid.clone(),
+                discard: self.config.image.discard,
+                bootloader: create.bootloader,
+                network: network.mode,
+                address: network.address,
+                netmask: network.netmask,
+                gateway: network.gateway,
+                dns: network.dns.clone(),
+            };
+            let overlay = setup.overlay(&rootfs, grub_dir())?;
+            let overlay_tar = work.path().join("overlay.tar");
+            overlay.write_tar(&overlay_tar)?;
+            Ok(((overlay_tar, layout), None))
+        })?;
+
+        let raw = work.path().join("disk.raw");
+        let direct = (create.bootloader == Bootloader::Direct)
+            .then(|| (work.path().join("vmlinuz"), work.path().join("initrd")));
+        timer.run(Stage::Filesystem, &self.cancel, || {
+            std::fs::File::create(&raw).map_err(Error::io("create", &raw))?;
+            let disk = disk::RawDisk {
+                rootfs: &tarball,
+                overlay: &overlay_tar,
+                work: work.path(),
+                raw: &raw,
+                size: self.config.image.size.bytes(),
+                uuid: &uuid,
+                direct: direct.as_ref().map(|(k, i)| (k.as_path(), i.as_path())),
+            };
+            disk::make_raw(&disk, layout, runner)?;
+            Ok(((), None))
+        })?;
+
+        timer.run(Stage::Bootloader, &self.cancel, || {
+            match create.bootloader {
+                Bootloader::Grub => disk::install_grub(&raw, work.path(), runner)?,
+                Bootloader::Direct => {
+                    let cmdline = work.path().join("cmdline");
+                    std::fs::write(&cmdline, format!("{}\n", kernel_cmdline(&uuid)))
+                        .map_err(Error::io("write", &cmdline))?;
+                }
+            }
+            Ok(((), None))
+        })?;
+
+        // The finished image, still under a temporary name.
+        let finished: Option<TempFile> = match (create.image_type, self.config.image.format) {
+            (ImageType::File, ImageFormat::Qcow2) => {
+                Some(timer.run(Stage::Convert, &self.cancel, || {
+                    let name = image.file_name().unwrap_or("image");
+                    let parent = image.parent().unwrap_or(Utf8Path::new("."));
+                    let temp = TempFile::new_in(parent, name)?;
+                    disk::convert(
+                        &raw,
+                        temp.path(),
+                        ImageFormat::Qcow2,
+                        create.compression,
+                        runner,
+                    )?;
+                    Ok((temp, None))
+                })?)
+            }
+            _ => None,
+        };
+
+        timer.run(Stage::Finish, &self.cancel, || {
+            match (create.image_type, finished) {
+                (ImageType::Device, _) => disk::write_device(&raw, &image)?,
+                (ImageType::File, Some(temp)) => temp.keep(&image)?,
+                (ImageType::File, None) => std::fs::rename(&raw, &image)
+                    .map_err(Error::io("rename the image to", &image))?,
+            }
+            let files = DirectBoot::beside(&image);
+            if let Some((kernel, initrd)) = &direct {
+                rename(kernel, &files.kernel)?;
+                rename(initrd, &files.initrd)?;
+                rename(&work.path().join("cmdline"), &files.cmdline)?;
+            } else {
+                for stale in [&files.kernel, &files.initrd, &files.cmdline] {
+                    let _ = std::fs::remove_file(stale);
+                }
+            }
+            self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
+            match &password.random {
+                Some(plain) => keys::write_private(&self.paths.password_file(), plain.as_bytes())?,
+                None => {
+                    let _ = std::fs::remove_file(self.paths.password_file());
+                }
+            }
+            Ok(((), None))
+        })?;
+        drop(work);
+
+        Ok(BuildReport {
+            vm: self.name.to_string(),
+            direct_boot: direct.map(|_| DirectBoot::beside(&image)),
+            image,
+            format: self.config.image.format,
+            bootloader: create.bootloader,
+            cache: cache_use,
+            cache_key: (cache_use != CacheUse::Bypassed).then_some(key),
+            base: None,
+            backing: false,
+            ssh_keys: keys::identities(&self.paths, None),
+            known_hosts: self.paths.known_hosts(),
+            host_key_alias: keys::host_key_alias(&self.name),
+            password_file: password.random.map(|_| self.paths.password_file()),
+            log: runner.log_path().to_owned(),
+            stages: Vec::new(),
+        })
+    }
+
+    fn write_trust(&self, known_hosts: &str) -> Result<()> {
+        let path = self.paths.known_hosts();
+        kvmx_core::atomic_file::write(
+            &path,
+            known_hosts.as_bytes(),
+            kvmx_core::atomic_file::Overwrite::Yes,
+        )
+        .map_err(|e| Error::Io {
+            action: "write",
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+
+    fn build_from_base(
+        &self,
+        base: &BaseVm,
+        runner: &Runner,
+        timer: &mut Timer,
+    ) -> Result<BuildReport> {
+        let overlay = self.config.image.backing;
+        let format = self.config.image.format;
+        let image = timer.run(Stage::Check, &self.cancel, || {
+            if self.config.create.image_type == ImageType::Device {
+                return Err(Error::Unsupported(
+                    "an image from a base VM is a file: set create.image_type = \"file\"".into(),
+                ));
+            }
+            let image = self.check_target()?;
+            if image == base.image {
+                return Err(Error::Unsupported(
+                    "the image and the base's image are the same file".into(),
+                ));
+            }
+            prerequisites::check(&[Requirement::program("qemu-img", "qemu-utils")])
+                .map_err(Error::Missing)?;
+            base.check(overlay)?;
+            Ok((image, None))
+        })?;
+        let parent = image.parent().unwrap_or(Utf8Path::new(".")).to_owned();
+        std::fs::create_dir_all(&parent).map_err(Error::io("create", &parent))?;
+        let known_hosts = base.known_hosts_for(&self.name)?;
+        let temp = timer.run(Stage::Base, &self.cancel, || {
+            let temp = TempFile::new_in(&parent, image.file_name().unwrap_or("image"))?;
+            base.make_image(temp.path(), format, overlay, runner)?;
+            let note = overlay.then(|| format!("overlay on {}", base.image));
+            Ok((temp, note))
+        })?;
+        let direct = base.bootloader == Bootloader::Direct;
+        timer.run(Stage::Finish, &self.cancel, || {
+            let from = DirectBoot::beside(&base.image);
+            let to = DirectBoot::beside(&image);
+            if direct {
+                for (a, b) in [
+                    (&from.kernel, &to.kernel),
+                    (&from.initrd, &to.initrd),
+                    (&from.cmdline, &to.cmdline),
+                ] {
+                    std::fs::copy(a, b).map_err(Error::io("copy", a))?;
+                }
+            }
+            temp.keep(&image)?;
+            self.write_trust(&known_hosts)?;
+            Ok(((), None))
+        })?;
+        Ok(BuildReport {
+            vm: self.name.to_string(),
+            direct_boot: direct.then(|| DirectBoot::beside(&image)),
+            image,
+            format,
+            bootloader: base.bootloader,
+            cache: CacheUse::NotNeeded,
+            cache_key: None,
+            base: Some(base.name.to_string()),
+            backing: overlay,
+            ssh_keys: keys::identities(&self.paths, Some(&base.paths)),
+            known_hosts: self.paths.known_hosts(),
+            host_key_alias: keys::host_key_alias(&self.name),
+            password_file: None,
+            log: runner.log_path().to_owned(),
+            stages: Vec::new(),
+        })
+    }
+}
+
+fn rename(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(Error::io("move into place", to))
+}

@@ -1,0 +1,373 @@
+//! The files that make a bootstrapped tree one VM's system: host name,
+//! `/etc/hosts`, fstab, network and DNS, the first user with sudo, its
+//! password and keys, sshd with the host key made on the host, and GRUB's
+//! config and modules.
+
+use std::net::Ipv4Addr;
+
+use camino::Utf8Path;
+use kvmx_core::config::values::Dns;
+use kvmx_core::config::{Bootloader, NetworkMode};
+
+use crate::accounts::{Accounts, NewUser};
+use crate::keys::HostKey;
+use crate::overlay::Overlay;
+use crate::rootfs::Rootfs;
+use crate::{Error, Result};
+
+/// Everything that is particular to one VM's guest.
+#[derive(Debug, Clone)]
+pub struct GuestSetup {
+    /// Host name.
+    pub hostname: String,
+    /// DNS domain.
+    pub domain: Option<String>,
+    /// The first user.
+    pub user: String,
+    /// Its password hash (`None`: locked).
+    pub password_hash: Option<String>,
+    /// Public keys authorized for the user.
+    pub authorized_keys: Vec<String>,
+    /// The guest's SSH host key.
+    pub host_key: HostKey,
+    /// UUID of the root file system.
+    pub root_uuid: String,
+    /// Mount the root file system with online discard.
+    pub discard: bool,
+    /// How the image boots.
+    pub bootloader: Bootloader,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// Static address (tap).
+    pub address: Option<Ipv4Addr>,
+    /// Its netmask.
+    pub netmask: Option<Ipv4Addr>,
+    /// Its gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// Name servers.
+    pub dns: Option<Dns>,
+}
+
+/// The kernel command line: root by UUID, console on the serial port.
+pub fn kernel_cmdline(root_uuid: &str) -> String {
+    format!("root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8")
+}
+
+impl GuestSetup {
+    /// The files to add to `rootfs`. `grub_dir` holds GRUB's modules,
+    /// copied for `bootloader = "grub"`.
+    pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<Overlay> {
+        let mut overlay = Overlay::new();
+        self.identity(&mut overlay);
+        self.network(&mut overlay)?;
+        self.user(&mut overlay, rootfs)?;
+        self.sshd(&mut overlay);
+        if self.bootloader == Bootloader::Grub {
+            self.grub(&mut overlay, grub_dir)?;
+        }
+        Ok(overlay)
+    }
+
+    fn identity(&self, overlay: &mut Overlay) {
+        let host = &self.hostname;
+        let names = match &self.domain {
+            Some(domain) => format!("{host}.{domain}\t{host}"),
+            None => host.clone(),
+        };
+        overlay.file("etc/hostname", 0o644, format!("{host}\n"));
+        overlay.file(
+            "etc/hosts",
+            0o644,
+            format!(
+                "127.0.0.1\tlocalhost\n127.0.1.1\t{names}\n\n\
+                 ::1\tlocalhost ip6-localhost ip6-loopback\n\
+                 ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+            ),
+        );
+        let options = if self.discard {
+            "errors=remount-ro,discard"
+        } else {
+            "errors=remount-ro"
+        };
+        overlay.file(
+            "etc/fstab",
+            0o644,
+            format!("UUID={}\t/\text4\t{options}\t0\t1\n", self.root_uuid),
+        );
+    }
+
+    fn network(&self, overlay: &mut Overlay) -> Result<()> {
+        let mut network = String::from("[Match]\nType=ether\n\n[Network]\n");
+        match (self.network, self.address) {
+            (NetworkMode::Tap, Some(address)) => {
+                let netmask = self.netmask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+                let prefix = u32::from(netmask).leading_ones();
+                network.push_str(&format!("Address={address}/{prefix}\n"));
+                if let Some(gateway) = self.gateway {
+                    network.push_str(&format!("Gateway={gateway}\n"));
+                }
+            }
+            _ => network.push_str("DHCP=yes\n"),
+        }
+        overlay.file("etc/systemd/network/80-kvmx.network", 0o644, network);
+        match &self.dns {
+            None => {}
+            Some(Dns::Servers(servers)) => {
+                let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+                overlay.dir("etc/systemd/resolved.conf.d", 0o755, 0, 0);
+                overlay.file(
+                    "etc/systemd/resolved.conf.d/kvmx.conf",
+                    0o644,
+                    format!("[Resolve]\nDNS={}\n", list.join(" ")),
+                );
+            }
+            Some(Dns::Host) => {
+                let text = std::fs::read("/etc/resolv.conf")
+                    .map_err(Error::io("read", "/etc/resolv.conf"))?;
+                overlay.file("etc/resolv.conf", 0o644, text);
+            }
+        }
+        Ok(())
+    }
+
+    fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<()> {
+        let mut accounts = Accounts {
+            passwd: rootfs.passwd.clone(),
+            group: rootfs.group.clone(),
+            shadow: rootfs.shadow.clone(),
+            gshadow: rootfs.gshadow.clone(),
+        };
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 86400);
+        let name = &self.user;
+        let id = accounts
+            .add_user(&NewUser {
+                name,
+                password_hash: self.password_hash.as_deref(),
+                today,
+                groups: &["sudo"],
+                shell: "/bin/bash",
+            })
+            .map_err(Error::Unsupported)?;
+        // `shadow` group for the two secret files, as Debian has them.
+        let shadow_gid = group_id(&accounts.group, "shadow").unwrap_or(0);
+        overlay
+            .file("etc/passwd", 0o644, accounts.passwd)
+            .file("etc/group", 0o644, accounts.group)
+            .owned_file("etc/shadow", 0o640, 0, shadow_gid, accounts.shadow)
+            .owned_file("etc/gshadow", 0o640, 0, shadow_gid, accounts.gshadow)
+            .file(
+                "etc/sudoers.d/90-kvmx",
+                0o440,
+                format!("{name} ALL=(ALL) NOPASSWD:ALL\n"),
+            );
+        let home = format!("home/{name}");
+        overlay.dir(&home, 0o700, id, id);
+        for skel in &rootfs.skel {
+            let path = format!("{home}/{}", skel.name);
+            if skel.is_dir {
+                overlay.dir(&path, skel.mode, id, id);
+            } else {
+                overlay.owned_file(&path, skel.mode, id, id, skel.contents.clone());
+            }
+        }
+        let mut keys = self.authorized_keys.join("\n");
+        keys.push('\n');
+        overlay
+            .dir(&format!("{home}/.ssh"), 0o700, id, id)
+            .owned_file(&format!("{home}/.ssh/authorized_keys"), 0o600, id, id, keys);
+        Ok(())
+    }
+
+    fn sshd(&self, overlay: &mut Overlay) {
+        overlay
+            .file(
+                "etc/ssh/ssh_host_ed25519_key",
+                0o600,
+                self.host_key.private.clone(),
+            )
+            .file(
+                "etc/ssh/ssh_host_ed25519_key.pub",
+                0o644,
+                format!("{}\n", self.host_key.public),
+            )
+            .file(
+                "etc/ssh/sshd_config.d/kvmx.conf",
+                0o644,
+                "HostKey /etc/ssh/ssh_host_ed25519_key\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin no\n",
+            );
+    }
+
+    fn grub(&self, overlay: &mut Overlay, grub_dir: &Utf8Path) -> Result<()> {
+        let uuid = &self.root_uuid;
+        overlay.dir("boot/grub", 0o755, 0, 0);
+        overlay.file(
+            "boot/grub/grub.cfg",
+            0o644,
+            format!(
+                "serial --unit=0 --speed=115200\n\
+                 terminal_input serial console\n\
+                 terminal_output serial console\n\
+                 set timeout=1\n\
+                 set default=0\n\
+                 menuentry 'Debian GNU/Linux (kvmx)' {{\n\
+                 \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
+                 \tlinux /vmlinuz {}\n\
+                 \tinitrd /initrd.img\n\
+                 }}\n",
+                kernel_cmdline(uuid)
+            ),
+        );
+        // Modules for GRUB's prefix folder: from the same GRUB build as the
+        // core.img written to the disk.
+        overlay.dir("boot/grub/i386-pc", 0o755, 0, 0);
+        let mut names: Vec<_> = std::fs::read_dir(grub_dir)
+            .map_err(Error::io("read", grub_dir))?
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy();
+            let path = grub_dir.join(&*name);
+            let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
+            overlay.file(&format!("boot/grub/i386-pc/{name}"), 0o644, bytes);
+        }
+        Ok(())
+    }
+}
+
+fn group_id(group: &str, name: &str) -> Option<u32> {
+    group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next() == Some(name))
+            .then(|| fields.nth(1).and_then(|id| id.parse().ok()))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::overlay::Content;
+    use crate::rootfs::SkelFile;
+
+    fn setup() -> GuestSetup {
+        GuestSetup {
+            hostname: "web".into(),
+            domain: Some("example.org".into()),
+            user: "dev".into(),
+            password_hash: Some("$6$s$h".into()),
+            authorized_keys: vec!["ssh-ed25519 AAAA one".into(), "ssh-ed25519 AAAA two".into()],
+            host_key: HostKey {
+                private: "PRIVATE".into(),
+                public: "ssh-ed25519 AAAA root@web".into(),
+            },
+            root_uuid: "11111111-2222-3333-4444-555555555555".into(),
+            discard: true,
+            bootloader: Bootloader::Direct,
+            network: NetworkMode::User,
+            address: None,
+            netmask: None,
+            gateway: None,
+            dns: None,
+        }
+    }
+
+    fn rootfs() -> Rootfs {
+        Rootfs {
+            passwd: "root:x:0:0:root:/root:/bin/bash\n".into(),
+            group: "root:x:0:\nshadow:x:42:\nsudo:x:27:\n".into(),
+            shadow: "root:*:1:0:99999:7:::\n".into(),
+            gshadow: "sudo:*::\n".into(),
+            skel: vec![SkelFile {
+                name: ".bashrc".into(),
+                contents: b"# bashrc\n".to_vec(),
+                mode: 0o644,
+                is_dir: false,
+            }],
+            used_bytes: 0,
+            entries: 0,
+        }
+    }
+
+    fn text(overlay: &Overlay, path: &str) -> String {
+        match &overlay.get(path).unwrap().content {
+            Content::File(bytes) => String::from_utf8(bytes.clone()).unwrap(),
+            other => panic!("{path} is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn identity_and_fstab() {
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        assert_eq!(text(&overlay, "etc/hostname"), "web\n");
+        assert!(text(&overlay, "etc/hosts").contains("127.0.1.1\tweb.example.org\tweb\n"));
+        assert_eq!(
+            text(&overlay, "etc/fstab"),
+            "UUID=11111111-2222-3333-4444-555555555555\t/\text4\terrors=remount-ro,discard\t0\t1\n"
+        );
+        assert!(text(&overlay, "etc/systemd/network/80-kvmx.network").contains("DHCP=yes"));
+        assert!(overlay.get("boot/grub/grub.cfg").is_none());
+    }
+
+    #[test]
+    fn user_with_sudo_keys_and_home() {
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        assert!(text(&overlay, "etc/passwd").contains("dev:x:1000:1000::/home/dev:/bin/bash"));
+        let shadow = overlay.get("etc/shadow").unwrap();
+        assert_eq!((shadow.mode, shadow.gid), (0o640, 42));
+        assert!(text(&overlay, "etc/shadow").contains("dev:$6$s$h:"));
+        assert_eq!(overlay.get("etc/sudoers.d/90-kvmx").unwrap().mode, 0o440);
+        let keys = overlay.get("home/dev/.ssh/authorized_keys").unwrap();
+        assert_eq!((keys.mode, keys.uid, keys.gid), (0o600, 1000, 1000));
+        assert_eq!(
+            text(&overlay, "home/dev/.ssh/authorized_keys"),
+            "ssh-ed25519 AAAA one\nssh-ed25519 AAAA two\n"
+        );
+        assert_eq!(overlay.get("home/dev/.bashrc").unwrap().uid, 1000);
+        assert_eq!(
+            overlay.get("etc/ssh/ssh_host_ed25519_key").unwrap().mode,
+            0o600
+        );
+    }
+
+    #[test]
+    fn static_address_and_dns_servers() {
+        let mut setup = setup();
+        setup.network = NetworkMode::Tap;
+        setup.address = Some("10.0.0.5".parse().unwrap());
+        setup.netmask = Some("255.255.0.0".parse().unwrap());
+        setup.gateway = Some("10.0.0.1".parse().unwrap());
+        setup.dns = Some("1.1.1.1,9.9.9.9".parse().unwrap());
+        let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let network = text(&overlay, "etc/systemd/network/80-kvmx.network");
+        assert!(
+            network.contains("Address=10.0.0.5/16\nGateway=10.0.0.1\n"),
+            "{network}"
+        );
+        assert_eq!(
+            text(&overlay, "etc/systemd/resolved.conf.d/kvmx.conf"),
+            "[Resolve]\nDNS=1.1.1.1 9.9.9.9\n"
+        );
+    }
+
+    #[test]
+    fn grub_config_boots_root_by_uuid_on_the_serial_console() {
+        let mut setup = setup();
+        setup.bootloader = Bootloader::Grub;
+        let grub = tempfile::tempdir().unwrap();
+        std::fs::write(grub.path().join("normal.mod"), "mod").unwrap();
+        let grub_dir = Utf8Path::from_path(grub.path()).unwrap();
+        let overlay = setup.overlay(&rootfs(), grub_dir).unwrap();
+        let cfg = text(&overlay, "boot/grub/grub.cfg");
+        assert!(cfg.contains("search --no-floppy --fs-uuid --set=root 11111111-"));
+        assert!(cfg.contains("console=ttyS0,115200n8"));
+        assert!(overlay.get("boot/grub/i386-pc/normal.mod").is_some());
+    }
+}

@@ -1,0 +1,81 @@
+//! The first user's password: made random when the config sets none,
+//! stored in the guest as a SHA-512 crypt hash, and kept in plain text only
+//! in a 0600 file of the VM's data folder, for `kvmx-create password`.
+
+use kvmx_core::config::Password;
+
+use crate::{Error, Result};
+
+/// Length of a random password.
+const RANDOM_LENGTH: usize = 20;
+
+/// The password of a new guest.
+#[derive(Debug, Clone)]
+pub struct GuestPassword {
+    /// The hash for `/etc/shadow` (`None`: locked).
+    pub hash: Option<String>,
+    /// The plain text of a random password, which the build keeps.
+    pub random: Option<String>,
+}
+
+impl GuestPassword {
+    /// The password the config asks for.
+    pub fn from_config(setting: &Password) -> Result<Self> {
+        let (plain, random) = match setting {
+            Password::Locked => {
+                return Ok(GuestPassword {
+                    hash: None,
+                    random: None,
+                });
+            }
+            Password::Plain(plain) => (plain.clone(), false),
+            Password::Random => (random_password(), true),
+        };
+        Ok(GuestPassword {
+            hash: Some(hash(&plain)?),
+            random: random.then_some(plain),
+        })
+    }
+}
+
+/// A SHA-512 crypt hash (`$6$...`) of `plain`.
+pub fn hash(plain: &str) -> Result<String> {
+    let params = sha_crypt::Sha512Params::default();
+    sha_crypt::sha512_simple(plain, &params)
+        .map_err(|e| Error::Unsupported(format!("cannot hash the password: {e:?}")))
+}
+
+fn random_password() -> String {
+    use rand_core::RngCore;
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; RANDOM_LENGTH];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_is_hashed_and_kept() {
+        let password = GuestPassword::from_config(&Password::Random).unwrap();
+        let plain = password.random.unwrap();
+        assert_eq!(plain.len(), RANDOM_LENGTH);
+        let hash = password.hash.unwrap();
+        assert!(hash.starts_with("$6$"));
+        assert!(sha_crypt::sha512_check(&plain, &hash).is_ok());
+    }
+
+    #[test]
+    fn plain_is_not_kept_and_locked_has_no_hash() {
+        let plain = GuestPassword::from_config(&Password::Plain("secret".into())).unwrap();
+        assert!(plain.random.is_none());
+        assert!(sha_crypt::sha512_check("secret", &plain.hash.unwrap()).is_ok());
+        let locked = GuestPassword::from_config(&Password::Locked).unwrap();
+        assert!(locked.hash.is_none() && locked.random.is_none());
+    }
+}

@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use kvmx_core::Config;
 use kvmx_core::Project;
-use kvmx_image::{BaseVm, BootstrapCache, CancelFlag, ImageBuilder, Progress, Stage};
+use kvmx_core::config::values::VmName;
+use kvmx_image::{BaseVm, BootstrapCache, BuildReport, CancelFlag, ImageBuilder, Progress, Stage};
 
 use crate::cli::GlobalArgs;
 use crate::commands::Context;
@@ -75,25 +77,7 @@ pub enum CacheCommand {
 
 /// Runs `kvmx-create` with the process's arguments.
 pub fn main() -> ExitCode {
-    let cli = match CreateCli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => {
-            let _ = error.print();
-            return if error.use_stderr() {
-                Kind::Usage.exit_code()
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
-    };
-    let output = Output::new(&cli.global);
-    match run(cli, &output) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            output.error(&error.render());
-            error.kind.exit_code()
-        }
-    }
+    crate::run_binary(run, |cli: &CreateCli| &cli.global)
 }
 
 fn run(cli: CreateCli, output: &Output) -> Result<(), CommandError> {
@@ -122,23 +106,14 @@ fn build(
             warning.message
         ));
     }
-    let base = match &loaded.config.image.base {
-        Some(base) => Some(base_vm(base.as_str(), context)?),
-        None => None,
-    };
-    let cancel = CancelFlag::on_signals()?;
-    let builder = ImageBuilder::new(
-        loaded.name.clone(),
-        loaded.config.clone(),
-        context.layout.vm(&loaded.name),
-        context.layout.cache_dir.clone(),
-    )
-    .force(args.force)
-    .no_cache(args.no_cache)
-    .base(base)
-    .cancel(cancel);
-    let mut progress = StageDisplay::new(!global.quiet);
-    let report = builder.build(&mut progress)?;
+    let report = build_image(
+        &loaded.name,
+        &loaded.config,
+        context,
+        args.force,
+        args.no_cache,
+        global.quiet,
+    )?;
     if output.json {
         output.json_result(&report);
         return Ok(());
@@ -156,6 +131,35 @@ fn build(
         ));
     }
     Ok(())
+}
+
+/// Builds the image of VM `name` with its resolved `config`, showing the
+/// stages on stderr unless `quiet`; Ctrl-C stops it and leaves nothing.
+pub fn build_image(
+    name: &VmName,
+    config: &Config,
+    context: &Context,
+    force: bool,
+    no_cache: bool,
+    quiet: bool,
+) -> Result<BuildReport, CommandError> {
+    let base = match &config.image.base {
+        Some(base) => Some(base_vm(base.as_str(), context)?),
+        None => None,
+    };
+    let cancel = CancelFlag::on_signals()?;
+    let builder = ImageBuilder::new(
+        name.clone(),
+        config.clone(),
+        context.layout.vm(name),
+        context.layout.cache_dir.clone(),
+    )
+    .force(force)
+    .no_cache(no_cache)
+    .base(base)
+    .cancel(cancel);
+    let mut progress = StageDisplay::new(!quiet);
+    Ok(builder.build(&mut progress)?)
 }
 
 fn base_vm(name: &str, context: &Context) -> Result<BaseVm, CommandError> {

@@ -21,11 +21,23 @@ pub use output::Output;
 
 /// Runs `kvmx` with the process's arguments and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    run_binary(
+        |cli: Cli, output| commands::run(cli.command, output),
+        |cli| &cli.global,
+    )
+}
+
+/// The frame of every kvmx binary: parse the command line (clap prints
+/// help and version to stdout with success, usage errors to stderr with
+/// code 2), run, print an error once with its chain and hint, and map its
+/// kind to the exit code.
+pub fn run_binary<P: Parser>(
+    run: impl FnOnce(P, &Output) -> Result<(), CommandError>,
+    global: impl Fn(&P) -> &cli::GlobalArgs,
+) -> ExitCode {
+    let parsed = match P::try_parse() {
+        Ok(parsed) => parsed,
         Err(error) => {
-            // clap prints help and version to stdout with success, and
-            // usage errors to stderr with code 2.
             let _ = error.print();
             return if error.use_stderr() {
                 Kind::Usage.exit_code()
@@ -34,8 +46,8 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let output = Output::new(&cli.global);
-    match commands::run(cli.command, &output) {
+    let output = Output::new(global(&parsed));
+    match run(parsed, &output) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             output.error(&error.render());

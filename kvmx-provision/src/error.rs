@@ -80,30 +80,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A file operation failed.
-    #[error("cannot {action} {path}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: Utf8PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl Error {
-    /// A closure wrapping an I/O error on `path`.
+    /// A closure wrapping an I/O error from `action` on `path`.
     pub fn io<'a>(
         action: &'static str,
         path: &'a camino::Utf8Path,
     ) -> impl FnOnce(std::io::Error) -> Error + 'a {
-        move |source| Error::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
+        move |source| Error::Core(kvmx_core::Error::io_doing(action, path)(source))
     }
 
     /// Advice for the user.

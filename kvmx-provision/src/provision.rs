@@ -96,46 +96,23 @@ impl Vm {
     /// copy the startup folders, run the startup command.
     pub fn startup_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
         let target = self.ssh_target()?;
-        for share in self
-            .config
-            .shares
-            .iter()
-            .filter(|s| s.kind == ShareKind::Virtiofs)
-        {
-            let ro = if share.read_only { " -o ro" } else { "" };
-            let guest = quote(share.guest.as_path().as_str());
-            let mount = format!(
-                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t virtiofs{ro} {} {guest}; }}",
-                share.id
-            );
-            check(
-                format!("mounting share {} at {}", share.id, share.guest),
-                target.run(&mount, sink)?,
-            )?;
-        }
-        for share in self
-            .config
-            .shares
-            .iter()
-            .filter(|s| s.kind == ShareKind::NineP)
-        {
-            let mut options = String::from("trans=virtio,version=9p2000.L");
-            if let Some(msize) = share.msize {
-                options.push_str(&format!(",msize={msize}"));
-            }
-            if let Some(cache) = share.cache {
-                let cache = serde_json::to_value(cache).ok();
-                options.push_str(&format!(
-                    ",cache={}",
-                    cache.as_ref().and_then(|c| c.as_str()).unwrap_or("none")
-                ));
-            }
+        for share in &self.config.shares {
+            let (fstype, mut options) = match share.kind {
+                ShareKind::Virtiofs => ("virtiofs", String::new()),
+                ShareKind::NineP => ("9p", nine_p_options(share)),
+                _ => continue,
+            };
             if share.read_only {
-                options.push_str(",ro");
+                options.push_str(if options.is_empty() { "ro" } else { ",ro" });
             }
+            let options = if options.is_empty() {
+                String::new()
+            } else {
+                format!(" -o {options}")
+            };
             let guest = quote(share.guest.as_path().as_str());
             let mount = format!(
-                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t 9p -o {options} {} {guest}; }}",
+                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t {fstype}{options} {} {guest}; }}",
                 share.id
             );
             check(
@@ -172,6 +149,20 @@ impl Vm {
         let hooks = &self.config.hooks;
         hooks.pre_poweroff_command.is_some() || !hooks.poweroff_rsync.is_empty()
     }
+}
+
+/// The mount options of a 9p share.
+fn nine_p_options(share: &kvmx_core::config::Share) -> String {
+    let mut options = String::from("trans=virtio,version=9p2000.L");
+    if let Some(msize) = share.msize {
+        options.push_str(&format!(",msize={msize}"));
+    }
+    if let Some(cache) = share.cache {
+        let cache = serde_json::to_value(cache).ok();
+        let cache = cache.as_ref().and_then(|c| c.as_str()).unwrap_or("none");
+        options.push_str(&format!(",cache={cache}"));
+    }
+    options
 }
 
 fn sync(

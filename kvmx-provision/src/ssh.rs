@@ -12,8 +12,9 @@ pub struct SshTarget {
     pub user: String,
     /// Host port forwarded to the guest's port 22.
     pub port: u16,
-    /// The VM's private key.
-    pub key: Utf8PathBuf,
+    /// Private keys to try: the VM's own, then its base box's (an image
+    /// made from a base trusts the base's key).
+    pub keys: Vec<Utf8PathBuf>,
     /// known_hosts with the guest's host key.
     pub known_hosts: Utf8PathBuf,
     /// Environment for commands in the guest.
@@ -23,7 +24,7 @@ pub struct SshTarget {
 impl SshTarget {
     /// The options every ssh-based tool (ssh, scp, rsync) needs: no user
     /// config, strict host key checking against the VM's known_hosts, the
-    /// VM's key only.
+    /// VM's keys only.
     pub fn options(&self) -> Vec<String> {
         let mut options = vec!["-F".to_owned(), "/dev/null".to_owned()];
         for option in [
@@ -39,8 +40,10 @@ impl SshTarget {
             options.push("-o".into());
             options.push(option);
         }
-        options.push("-i".into());
-        options.push(self.key.to_string());
+        for key in &self.keys {
+            options.push("-i".into());
+            options.push(key.to_string());
+        }
         options
     }
 
@@ -101,12 +104,16 @@ impl SshTarget {
     /// An OpenSSH config block so other tools can reach the guest as
     /// `host`.
     pub fn config_block(&self, host: &str) -> String {
+        let identities: String = self
+            .keys
+            .iter()
+            .map(|key| format!("  IdentityFile {key}\n"))
+            .collect();
         format!(
-            "Host {host}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  \
+            "Host {host}\n  HostName 127.0.0.1\n  Port {}\n  User {}\n{identities}  IdentitiesOnly yes\n  \
              UserKnownHostsFile {}\n  HostKeyAlias {}\n  StrictHostKeyChecking yes\n",
             self.port,
             self.user,
-            self.key,
             self.known_hosts,
             self.host_key_alias()
         )

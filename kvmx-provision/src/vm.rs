@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use camino::Utf8PathBuf;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol, ShareKind};
-use kvmx_core::layout::{DirectBoot, Layout};
+use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::Serialize;
@@ -126,6 +126,8 @@ pub struct Vm {
     pub config: Config,
     /// Its files.
     pub files: VmFiles,
+    /// The folders of its base box, if it has one.
+    pub base: Option<VmPaths>,
 }
 
 impl Vm {
@@ -133,6 +135,7 @@ impl Vm {
     pub fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
         Vm {
             files: VmFiles::new(layout, &name),
+            base: config.image.base.as_ref().map(|base| layout.vm(base)),
             name,
             config,
         }
@@ -211,7 +214,9 @@ impl Vm {
                 .unwrap_or(&self.config.vm.user)
                 .to_string(),
             port,
-            key: self.files.paths.ssh_key(),
+            keys: std::iter::once(self.files.paths.ssh_key())
+                .chain(self.base_key())
+                .collect(),
             known_hosts: self.files.paths.known_hosts(),
             env: ssh
                 .env
@@ -219,6 +224,12 @@ impl Vm {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         })
+    }
+
+    /// The base box's private key, for an image made from a base.
+    fn base_key(&self) -> Option<Utf8PathBuf> {
+        let key = self.base.as_ref()?.ssh_key();
+        key.exists().then_some(key)
     }
 
     /// Starts the VM and, with `wait_for_ssh`, waits until the guest
@@ -318,10 +329,7 @@ impl Vm {
     fn check_forwards(&self) -> Result<Vec<PortForward>, Error> {
         let mut forwards = Vec::new();
         for forward in &self.config.network.forwards {
-            let protocol = match forward.protocol {
-                Protocol::Tcp => "tcp",
-                Protocol::Udp => "udp",
-            };
+            let protocol = forward.protocol.as_str();
             let address = (forward.address, forward.host.0);
             let free = match forward.protocol {
                 Protocol::Tcp => std::net::TcpListener::bind(address).is_ok(),

@@ -25,12 +25,8 @@ pub fn console(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
 pub fn attach_console(vm: &Vm, output: &Output) -> Result<(), CommandError> {
     let socket = vm.files.serial_socket();
     let stream = UnixStream::connect(&socket).map_err(|e| {
-        CommandError::from(kvmx_provision::Error::Io {
-            action: "connect to",
-            path: socket.clone(),
-            source: e,
-        })
-        .with_hint("is the VM running? see `kvmx status`")
+        CommandError::from(kvmx_core::Error::io_doing("connect to", &socket)(e))
+            .with_hint("is the VM running? see `kvmx status`")
     })?;
     output.info(&format!(
         "Connected to the console of {}; Ctrl-] detaches",

@@ -22,6 +22,18 @@ pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<V
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
+    if !vm.image().exists() {
+        output.info(&format!("{} has no image yet; building it", vm.name));
+        let report = crate::create::build_image(
+            &vm.name,
+            &vm.config,
+            context,
+            false,
+            false,
+            output.is_quiet(),
+        )?;
+        output.info(&format!("Built {}", report.image));
+    }
     output.info(&format!("Starting {}", vm.name));
     let mut stages = output.stages();
     // The console replaces the wait for SSH.

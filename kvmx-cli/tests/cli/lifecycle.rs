@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Sandbox, output_text};
+use crate::{Sandbox, output_text, status};
 
 /// A project whose VM boots a halting boot sector, with `extra` TOML.
 fn halting_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
@@ -28,16 +28,6 @@ fn halting_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
     )
     .unwrap();
     project
-}
-
-fn status(sandbox: &Sandbox, project: &Path) -> serde_json::Value {
-    let output = sandbox
-        .kvmx_in(project)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn state(sandbox: &Sandbox, project: &Path) -> String {

@@ -3,6 +3,7 @@
 
 mod completions;
 mod config;
+mod guest;
 mod import;
 mod init;
 mod lifecycle;
@@ -50,7 +51,8 @@ impl Sandbox {
             .env("PATH", std::env::var_os("PATH").unwrap())
             .env("HOME", self.root.path().join("home"))
             .env("KVMX_HOME", self.root.path().join("kvmx"))
-            .env("COLUMNS", "100");
+            .env("COLUMNS", "100")
+            .env("KVMX_CACHE_DIR", shared_cache());
         command
     }
 
@@ -78,4 +80,21 @@ pub(crate) fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../kvmx-core/tests/fixtures/kvmxfiles")
         .join(name)
+}
+
+/// The bootstrap cache shared by every test of a run: the Debian tree is
+/// made once and reused (kvmx-image keys it by everything that goes in).
+pub(crate) fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvmx-cache")
+}
+
+/// `kvmx status --json` of the VM in `project`.
+pub(crate) fn status(sandbox: &Sandbox, project: &Path) -> serde_json::Value {
+    let output = sandbox
+        .kvmx_in(project)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -460,6 +460,14 @@ impl Protocol {
     fn is_tcp(&self) -> bool {
         *self == Protocol::Tcp
     }
+
+    /// `tcp` or `udp`, as QEMU and `kvmx.toml` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
 }
 
 /// Transport protocol of a forward.

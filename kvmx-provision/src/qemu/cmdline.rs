@@ -4,8 +4,7 @@
 
 use camino::Utf8PathBuf;
 use kvmx_core::config::{
-    Config, DisplayKind, DriveInterface, ImageFormat, Media, NetworkMode, Protocol, ShareKind,
-    Sound, Vga,
+    Config, DisplayKind, DriveInterface, ImageFormat, Media, NetworkMode, ShareKind, Sound, Vga,
 };
 
 /// The accelerator a run uses, after `auto` has been decided.
@@ -203,10 +202,7 @@ fn network(config: &Config, launch: &Launch, args: &mut Args) {
                 netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
             }
             for forward in &network.forwards {
-                let protocol = match forward.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                };
+                let protocol = forward.protocol.as_str();
                 netdev.push_str(&format!(
                     ",hostfwd={protocol}:{}:{}-:{}",
                     forward.address, forward.host, forward.guest

@@ -74,9 +74,15 @@ impl Vm {
             .arg(&share.host)
             .stdin(Stdio::null())
             .status()
-            .map_err(|source| Error::Spawn {
-                program: "sshfs".into(),
-                source,
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => Error::Usage(format!(
+                    "share {}: sshfs is not installed on the host; install the sshfs package",
+                    share.id
+                )),
+                _ => Error::Spawn {
+                    program: "sshfs".into(),
+                    source,
+                },
             })?;
         if !status.success() {
             return Err(Error::Usage(format!(
@@ -91,6 +97,12 @@ impl Vm {
         let target = self.ssh_target()?;
         let guest = quote(share.guest.as_path().as_str());
         let ro = if share.read_only { ",ro" } else { "" };
+        if !std::path::Path::new(SFTP_SERVER).exists() {
+            return Err(Error::Usage(format!(
+                "share {}: reverse sshfs needs the host's SFTP server {SFTP_SERVER}; install the openssh-sftp-server package",
+                share.id
+            )));
+        }
         target.run(&format!("sudo mkdir -p {guest}"), &mut Discard)?;
         let mut sftp = Command::new(SFTP_SERVER)
             .stdin(Stdio::piped())

@@ -100,6 +100,7 @@ impl Vm {
             let (fstype, mut options) = match share.kind {
                 ShareKind::Virtiofs => ("virtiofs", String::new()),
                 ShareKind::NineP => ("9p", nine_p_options(share)),
+                ShareKind::Smb => ("cifs", "guest,vers=3.0,uid=$(id -u),gid=$(id -g)".into()),
                 _ => continue,
             };
             if share.read_only {
@@ -111,9 +112,13 @@ impl Vm {
                 format!(" -o {options}")
             };
             let guest = quote(share.guest.as_path().as_str());
+            // QEMU's SMB server is at 10.0.2.4 and names its share "qemu".
+            let source = match share.kind {
+                ShareKind::Smb => "//10.0.2.4/qemu".to_owned(),
+                _ => share.id.to_string(),
+            };
             let mount = format!(
-                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t {fstype}{options} {} {guest}; }}",
-                share.id
+                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t {fstype}{options} {source} {guest}; }}"
             );
             check(
                 format!("mounting share {} at {}", share.id, share.guest),

@@ -279,10 +279,17 @@ impl Vm {
                 | ShareKind::Virtiofs
                 | ShareKind::Sshfs
                 | ShareKind::ReverseSshfs => {}
+                ShareKind::Smb if std::path::Path::new("/usr/sbin/smbd").exists() => {}
+                ShareKind::Smb => {
+                    return Err(Error::Usage(format!(
+                        "share {}: SMB shares need the host's smbd; install the samba package",
+                        share.id
+                    )));
+                }
                 other => {
                     let kind = serde_json::to_value(other).ok();
                     return Err(Error::Usage(format!(
-                        "share {}: kind \"{}\" is not supported yet; use 9p, virtiofs, sshfs or reverse-sshfs",
+                        "share {}: kind \"{}\" is not supported yet; use 9p, virtiofs, sshfs, reverse-sshfs or smb",
                         share.id,
                         kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?")
                     )));

@@ -14,7 +14,7 @@ pub(crate) fn debian_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
         project.join("kvmx.toml"),
         format!(
             "[hardware]\nmemory = \"1G\"\ncpus = 2\naccelerator = \"tcg\"\n\n\
-             [image]\nsize = \"3G\"\n\n[create]\npackages = [\"sshfs\"]\n\n[supervise]\nboot_timeout = 600\nshutdown_timeout = 120\n{extra}"
+             [image]\nsize = \"3G\"\n\n[create]\npackages = [\"sshfs\", \"cifs-utils\"]\n\n[supervise]\nboot_timeout = 600\nshutdown_timeout = 120\n{extra}"
         ),
     )
     .unwrap();
@@ -215,8 +215,11 @@ fn virtiofs_shares_and_live_mounts() {
         "folders",
         "\n[[shares]]\nid = \"fast\"\nhost = \"fast\"\nguest = \"/srv/fast\"\nkind = \"virtiofs\"\n\n\
          [[shares]]\nid = \"rev\"\nhost = \"rev\"\nguest = \"/srv/rev\"\nkind = \"reverse-sshfs\"\n\n\
-         [[shares]]\nid = \"etc\"\nhost = \"guest-etc\"\nguest = \"/etc\"\nkind = \"sshfs\"\nread_only = true\n",
+         [[shares]]\nid = \"etc\"\nhost = \"guest-etc\"\nguest = \"/etc\"\nkind = \"sshfs\"\nread_only = true\n\n\
+         [[shares]]\nid = \"win\"\nhost = \"smb\"\nguest = \"/srv/smb\"\nkind = \"smb\"\n",
     );
+    std::fs::create_dir_all(project.join("smb")).unwrap();
+    std::fs::write(project.join("smb/over-smb.txt"), "samba\n").unwrap();
     std::fs::create_dir_all(project.join("rev")).unwrap();
     std::fs::write(project.join("rev/over-ssh.txt"), "reverse\n").unwrap();
     std::fs::create_dir_all(project.join("guest-etc")).unwrap();
@@ -257,6 +260,15 @@ fn virtiofs_shares_and_live_mounts() {
         std::fs::read_to_string(project.join("guest-etc/hostname")).unwrap(),
         "folders\n"
     );
+    // QEMU's own SMB server.
+    assert_eq!(
+        run_ok(
+            &sandbox,
+            &project,
+            &["ssh", "--", "cat", "/srv/smb/over-smb.txt"]
+        ),
+        "samba\n"
+    );
 
     // A folder appears in the running guest, and goes again.
     run_ok(
@@ -274,8 +286,8 @@ fn virtiofs_shares_and_live_mounts() {
     );
     let shares: serde_json::Value =
         serde_json::from_str(&run_ok(&sandbox, &project, &["shares", "--json"])).unwrap();
-    assert_eq!(shares[3]["guest"], "/srv/live");
-    assert_eq!(shares[3]["when"], "live");
+    assert_eq!(shares[4]["guest"], "/srv/live");
+    assert_eq!(shares[4]["when"], "live");
     run_ok(&sandbox, &project, &["umount", "/srv/live"]);
     assert_eq!(
         run_ok(&sandbox, &project, &["ssh", "--", "ls /srv/live | wc -l"]).trim(),

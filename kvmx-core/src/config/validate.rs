@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Config, ImageFormat, NetworkMode};
+use super::model::{Config, ImageFormat, NetworkMode, ShareKind};
 
 /// A broken rule, with the key path it is about (table keys and array
 /// indices), so the caller can point at the line.
@@ -206,6 +206,23 @@ fn check_ssh(config: &Config, problems: &mut Vec<Problem>) {
 }
 
 fn check_shares(config: &Config, problems: &mut Vec<Problem>) {
+    let smb: Vec<usize> = (0..config.shares.len())
+        .filter(|i| config.shares[*i].kind == ShareKind::Smb)
+        .collect();
+    if let Some(second) = smb.get(1) {
+        problems.push(problem(
+            &["shares", &second.to_string(), "kind"],
+            "only one share can be of kind \"smb\": QEMU serves one SMB folder per VM".into(),
+        ));
+    }
+    if let Some(first) = smb.first()
+        && config.network.mode != NetworkMode::User
+    {
+        problems.push(problem(
+            &["shares", &first.to_string(), "kind"],
+            "an \"smb\" share needs network.mode = \"user\" (QEMU's own SMB server)".into(),
+        ));
+    }
     let mut ids = BTreeSet::new();
     let mut guests = BTreeSet::new();
     for (index, share) in config.shares.iter().enumerate() {

@@ -201,6 +201,11 @@ fn network(config: &Config, launch: &Launch, args: &mut Args) {
             if let Some(port) = launch.ssh_port {
                 netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
             }
+            // QEMU serves one folder over SMB per network (validation
+            // allows one), through its own smbd at 10.0.2.4.
+            if let Some(share) = config.shares.iter().find(|s| s.kind == ShareKind::Smb) {
+                netdev.push_str(&format!(",smb={}", escape(share.host.as_str())));
+            }
             for forward in &network.forwards {
                 let protocol = forward.protocol.as_str();
                 netdev.push_str(&format!(

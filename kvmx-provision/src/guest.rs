@@ -86,7 +86,7 @@ impl SshTarget {
     /// Runs a shell command line in the guest, streaming its output.
     pub fn run(&self, command_line: &str, sink: &mut dyn OutputSink) -> Result<ExitStatus, Error> {
         let mut command = self.command();
-        command.arg("--").arg(command_line);
+        command.arg("--").arg(self.with_env(command_line));
         stream(command, sink)
     }
 

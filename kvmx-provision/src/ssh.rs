@@ -57,14 +57,22 @@ impl SshTarget {
     pub fn command(&self) -> Command {
         let mut command = Command::new("ssh");
         command.args(self.options());
-        for (name, value) in &self.env {
-            command.arg("-o").arg(format!("SetEnv={name}={value}"));
-        }
         command
             .arg("-p")
             .arg(self.port.to_string())
             .arg(self.destination());
         command
+    }
+
+    /// `command_line` with `ssh.env` exported before it. (OpenSSH's
+    /// `SetEnv` would need `AcceptEnv` in the guest's sshd.)
+    pub fn with_env(&self, command_line: &str) -> String {
+        let exports: String = self
+            .env
+            .iter()
+            .map(|(name, value)| format!("export {name}={}; ", crate::guest::quote(value)))
+            .collect();
+        format!("{exports}{command_line}")
     }
 
     /// The remote shell for `rsync -e`, quoted for rsync's word splitting.

@@ -99,13 +99,19 @@ impl Drop for RawTerminal {
 
 pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    let mut command = vm.ssh_target()?.command();
-    if args.command.is_empty() {
+    let target = vm.ssh_target()?;
+    let mut command = target.command();
+    if args.command.is_empty() && target.env.is_empty() {
         command.arg("-t");
+    } else if args.command.is_empty() {
+        // A login shell, with ssh.env exported first.
+        command.arg("-t").arg(target.with_env("exec \"$SHELL\" -l"));
     } else {
         // As with ssh itself, the words are joined by spaces and run by the
         // guest user's shell: `kvmx ssh -- 'exit 3'` works as it reads.
-        command.arg("--").args(&args.command);
+        command
+            .arg("--")
+            .arg(target.with_env(&args.command.join(" ")));
     }
     // Replace this process: the exit code and terminal are ssh's.
     let error = command.exec();

@@ -85,7 +85,8 @@ fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
          command = \"cat /etc/puppet/role && echo provisioned | sudo tee -a /srv/code/provision.log >/dev/null\"\nalways = true\n\n\
          [hooks]\nstartup_command = \"echo started > /tmp/started\"\n\
          pre_poweroff_command = \"mkdir -p /tmp/out && hostname > /tmp/out/name\"\n\
-         poweroff_rsync = [{ id = \"out\", host = \"back\", guest = \"/tmp/out\" }]\n",
+         poweroff_rsync = [{ id = \"out\", host = \"back\", guest = \"/tmp/out\" }]\n\n\
+         [ssh]\nenv = { GREETING = \"hi there\" }\n",
     );
     std::fs::create_dir_all(project.join("src")).unwrap();
     std::fs::create_dir_all(project.join("puppet")).unwrap();
@@ -111,6 +112,11 @@ fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
     assert_eq!(
         run_ok(&sandbox, &project, &["ssh", "--", "cat", "/tmp/started"]),
         "started\n"
+    );
+    // ssh.env reaches commands in the guest.
+    assert_eq!(
+        run_ok(&sandbox, &project, &["ssh", "--", "echo \"$GREETING\""]),
+        "hi there\n"
     );
     // The guest writes through the share.
     assert_eq!(

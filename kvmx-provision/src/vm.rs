@@ -241,6 +241,14 @@ impl Vm {
             RunLock::Acquired(lock) => lock,
             RunLock::Busy => return self.already_running(),
         };
+        if state::read(&self.files).is_some() {
+            let console = state::console_tail(&self.files, 10);
+            progress.note(&format!(
+                "the last run of {} ended without a clean stop (QEMU crashed or was killed); its last console lines:\n{}",
+                self.name,
+                console.join("\n")
+            ));
+        }
         state::clear(&self.files);
         let image = self.image();
         if !image.exists() {

@@ -141,7 +141,12 @@ fn a_killed_qemu_shows_as_crashed_and_up_recovers() {
         .unwrap();
     wait_until(|| !alive(pid));
     assert_eq!(state(&sandbox, &project), "crashed");
-    sandbox.kvmx_in(&project).arg("up").assert().success();
+    let up = sandbox.kvmx_in(&project).arg("up").output().unwrap();
+    assert!(up.status.success());
+    assert!(
+        output_text(&up).1.contains("ended without a clean stop"),
+        "{up:?}"
+    );
     assert_eq!(state(&sandbox, &project), "running");
     sandbox
         .kvmx_in(&project)

@@ -474,11 +474,7 @@ impl ImageBuilder {
             known_hosts.as_bytes(),
             kvmx_core::atomic_file::Overwrite::Yes,
         )
-        .map_err(|e| Error::Io {
-            action: "write",
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        .map_err(Error::from)
     }
 
     fn build_from_base(

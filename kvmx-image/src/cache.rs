@@ -139,11 +139,7 @@ impl BootstrapCache {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err((_, errno)) => {
-                    return Err(Error::Io {
-                        action: "lock",
-                        path,
-                        source: errno.into(),
-                    });
+                    return Err(Error::io("lock", path)(errno.into()));
                 }
             }
         }

@@ -21,11 +21,9 @@ impl TempFile {
             .prefix(&format!(".{name}.partial-"))
             .tempfile_in(dir)
             .map_err(Error::io("create a file in", dir))?;
-        let (_, path) = file.keep().map_err(|e| Error::Io {
-            action: "create a file in",
-            path: dir.to_owned(),
-            source: e.error,
-        })?;
+        let (_, path) = file
+            .keep()
+            .map_err(|e| Error::io("create a file in", dir)(e.error))?;
         let path = Utf8PathBuf::from_path_buf(path).expect("made from a UTF-8 folder");
         Ok(TempFile { path: Some(path) })
     }
@@ -40,11 +38,7 @@ impl TempFile {
         let path = self.path.take().expect("kept only once");
         if let Err(source) = std::fs::rename(&path, target) {
             let _ = std::fs::remove_file(&path);
-            return Err(Error::Io {
-                action: "rename the new image to",
-                path: target.to_owned(),
-                source,
-            });
+            return Err(Error::io("rename the new image to", target)(source));
         }
         Ok(())
     }

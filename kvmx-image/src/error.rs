@@ -39,17 +39,10 @@ pub enum Error {
         /// Why not.
         reason: String,
     },
-    /// A file operation failed.
-    #[error("cannot {action} {path}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: Utf8PathBuf,
-        /// The system's reason.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file operation failed, or another kvmx-core operation did (its
+    /// `Io` error names the action and the file).
+    #[error(transparent)]
+    Core(#[from] kvmx_core::Error),
     /// A key could not be made or read.
     #[error("SSH key {path}")]
     Key {
@@ -62,16 +55,18 @@ pub enum Error {
 }
 
 impl Error {
-    /// A closure turning an I/O error into [`Error::Io`].
+    /// A closure turning an I/O error into kvmx-core's `Io` error.
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<Utf8PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
+        move |source| {
+            Error::Core(kvmx_core::Error::Io {
+                action,
+                path,
+                source,
+            })
         }
     }
 
@@ -88,9 +83,12 @@ impl Error {
                 "set image.size to at least {}M",
                 needed_mib.div_ceil(256) * 256
             )),
-            Error::Io { source, .. } if source.raw_os_error() == Some(nix::libc::ENOSPC) => {
+            Error::Core(kvmx_core::Error::Io { source, .. })
+                if source.raw_os_error() == Some(nix::libc::ENOSPC) =>
+            {
                 Some("free some disk space and try again".into())
             }
+            Error::Core(error) => error.hint(),
             _ => None,
         }
     }

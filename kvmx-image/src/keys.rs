@@ -70,12 +70,7 @@ pub fn client_key(paths: &VmPaths, vm: &VmName) -> Result<String> {
         &public,
         format!("{line}\n").as_bytes(),
         kvmx_core::atomic_file::Overwrite::Yes,
-    )
-    .map_err(|e| Error::Io {
-        action: "write",
-        path: public.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    )?;
     Ok(line)
 }
 

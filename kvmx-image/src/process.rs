@@ -217,11 +217,7 @@ impl Runner {
         }
         let mut child = command.spawn().map_err(|source| {
             let program = tool.program.to_string_lossy().into_owned();
-            Error::Io {
-                action: "run",
-                path: program.into(),
-                source,
-            }
+            Error::io("run", program)(source)
         })?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");

@@ -195,10 +195,7 @@ fn cache_list(context: &Context, output: &Output) -> Result<(), CommandError> {
         "KEY", "SUITE", "ARCH", "METHOD", "SIZE"
     ));
     for entry in &entries {
-        let method = serde_json::to_value(entry.spec.method)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let method = kvmx_core::config::spelling(&entry.spec.method);
         output.result(&format!(
             "{:32}  {:10}  {:6}  {:11}  {:>6} M  {}",
             entry.key,

@@ -64,10 +64,7 @@ impl Vm {
                 id: share.id.to_string(),
                 host: share.host.clone(),
                 guest: share.guest.to_string(),
-                kind: serde_json::to_value(share.kind)
-                    .ok()
-                    .and_then(|k| k.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                kind: kvmx_core::config::spelling(&share.kind),
                 when: "at start".into(),
                 read_only: share.read_only,
             })

@@ -163,8 +163,7 @@ fn nine_p_options(share: &kvmx_core::config::Share) -> String {
         options.push_str(&format!(",msize={msize}"));
     }
     if let Some(cache) = share.cache {
-        let cache = serde_json::to_value(cache).ok();
-        let cache = cache.as_ref().and_then(|c| c.as_str()).unwrap_or("none");
+        let cache = kvmx_core::config::spelling(&cache);
         options.push_str(&format!(",cache={cache}"));
     }
     options

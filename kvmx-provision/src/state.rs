@@ -140,9 +140,14 @@ pub fn process_alive(pid: i32) -> bool {
 pub fn console_tail(files: &VmFiles, lines: usize) -> Vec<String> {
     let text = std::fs::read(files.console_log()).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
+    last_lines(&text, lines)
         .iter()
         .map(|line| line.trim_end_matches('\r').to_owned())
         .collect()
+}
+
+/// The last `count` lines of `text`.
+pub fn last_lines(text: &str, count: usize) -> Vec<&str> {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(count)..].to_vec()
 }

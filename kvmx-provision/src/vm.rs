@@ -295,11 +295,10 @@ impl Vm {
                     )));
                 }
                 other => {
-                    let kind = serde_json::to_value(other).ok();
                     return Err(Error::Usage(format!(
                         "share {}: kind \"{}\" is not supported yet; use 9p, virtiofs, sshfs, reverse-sshfs or smb",
                         share.id,
-                        kind.as_ref().and_then(|k| k.as_str()).unwrap_or("?")
+                        kvmx_core::config::spelling(&other)
                     )));
                 }
             }
@@ -719,8 +718,7 @@ fn free_port() -> Result<u16, Error> {
 }
 
 fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    state::last_lines(text, lines).join("\n")
 }
 
 fn image_virtual_size(image: &camino::Utf8Path) -> Option<u64> {

@@ -182,8 +182,7 @@ pub fn status(vm: Option<&str>, context: &Context, output: &Output) -> Result<()
 }
 
 fn render_status(status: &Status) -> String {
-    let state = serde_json::to_value(status.state).ok();
-    let state = state.as_ref().and_then(|v| v.as_str()).unwrap_or("?");
+    let state = kvmx_core::config::spelling(&status.state);
     let mut lines = vec![format!("{}: {state}", status.name)];
     if let Some(pid) = status.pid {
         lines.push(format!("  pid          {pid}"));

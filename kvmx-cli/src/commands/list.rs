@@ -29,10 +29,7 @@ fn state_of(project: Option<&Project>, context: &Context) -> String {
         .map_err(kvmx_provision::Error::from)
         .and_then(|loaded| Vm::new(&context.layout, loaded.name, loaded.config).status());
     match status {
-        Ok(status) => serde_json::to_value(status.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        Ok(status) => kvmx_core::config::spelling(&status.state),
         Err(_) => "unknown".into(),
     }
 }

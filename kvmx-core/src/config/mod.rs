@@ -20,6 +20,15 @@ pub use render::{RenderNote, render};
 pub use resolve::resolve;
 pub use validate::{Problem, validate};
 
+/// The name serde gives a unit value, as `kvmx.toml` and `--json` spell
+/// it (`"9p"`, `"reverse-sshfs"`, `"paused"`); empty for other values.
+pub fn spelling<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
+}
+
 /// The commented `kvmx.toml` that `kvmx init` writes: every setting with
 /// its default, commented out. Also the config reference in `docs/config.md`.
 pub const TEMPLATE: &str = include_str!("template.toml");

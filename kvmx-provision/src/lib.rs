@@ -7,6 +7,7 @@
 //! access. Nothing here prints; long operations report through
 //! [`Progress`].
 
+pub mod disposable;
 mod error;
 pub mod files;
 pub mod guest;
@@ -17,6 +18,7 @@ pub mod qmp;
 pub mod ssh;
 mod sshfs;
 pub mod state;
+mod template;
 pub mod virtiofs;
 mod vm;
 

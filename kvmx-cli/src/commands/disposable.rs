@@ -1,6 +1,8 @@
 //! `kvmx disposable`, `disposable-run`, `disposable-name`: throwaway VMs
 //! made from a template.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use camino::Utf8PathBuf;
 use kvmx_provision::Vm;
 use kvmx_provision::disposable::{self, Disposable, DisposableOptions};
@@ -121,6 +123,7 @@ fn finish(
     status: std::process::ExitStatus,
     what: &str,
 ) -> Result<(), CommandError> {
+    wait_if_interrupted();
     let alive = matches!(
         session.vm().status().map(|s| s.state),
         Ok(kvmx_provision::State::Running)
@@ -137,16 +140,29 @@ fn finish(
     exit_with(status, &format!("{what} exited"))
 }
 
+/// Set once a signal has come: the signal thread then erases the
+/// disposable and ends kvmx with status 130.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
 fn erase_on_signal(vm: Vm) -> Result<(), CommandError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
             let _ = disposable::erase(&vm);
             std::process::exit(130);
         }
     });
     Ok(())
+}
+
+/// Leaves the end to the signal thread once a signal has come (the guest
+/// command may return first, as its connection drops).
+fn wait_if_interrupted() {
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::park();
+    }
 }
 
 /// `HOST:GUEST`, the host folder taken from the current folder.

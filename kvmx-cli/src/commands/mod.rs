@@ -37,8 +37,15 @@ fn run_vm_command(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    // Disposables whose kvmx was killed are erased by the next command.
-    kvmx_provision::disposable::sweep(&context.layout);
+    // Disposables whose kvmx was killed are erased by the next command
+    // (`disposable --cleanup` does it itself and reports them).
+    if !matches!(&command, Command::Disposable(args) if args.cleanup) {
+        for name in kvmx_provision::disposable::sweep(&context.layout) {
+            output.detail(&format!(
+                "erased {name}, a disposable left behind by a killed kvmx"
+            ));
+        }
+    }
     match command {
         Command::Up(args) => lifecycle::up(&args, context, output),
         Command::Stop(args) => lifecycle::stop(&args, context, output),

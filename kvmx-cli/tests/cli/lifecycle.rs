@@ -352,3 +352,63 @@ fn display_opens_the_configured_client_on_the_vnc_socket() {
     );
     sandbox.kvmx_in(&project).arg("kill").assert().success();
 }
+
+/// Whether `qemu-io` reads `pattern` bytes at `offset` of a qcow2 image.
+fn reads_pattern(image: &Path, pattern: u8, offset: &str) -> bool {
+    std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c"])
+        .arg(format!("read -P {pattern} {offset} 64k"))
+        .arg(image)
+        .output()
+        .unwrap()
+        .stdout
+        .starts_with(b"read ")
+}
+
+#[test]
+fn an_overlay_on_a_base_is_made_afresh_at_every_start() {
+    let sandbox = Sandbox::new();
+    let base = halting_vm(&sandbox, "base", "");
+    let project = halting_vm(&sandbox, "over", "");
+    let overlay = project.join("overlay.qcow2");
+    let made = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(base.join("disk.raw"))
+        .arg(&overlay)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = std::fs::read_to_string(project.join("kvmx.toml")).unwrap().replace(
+        "path = \"disk.raw\"\nformat = \"raw\"\n",
+        "path = \"overlay.qcow2\"\nformat = \"qcow2\"\nbase = \"base\"\nbacking = true\nrecreate_overlay = true\n",
+    );
+    std::fs::write(project.join("kvmx.toml"), config).unwrap();
+    let written = std::process::Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 171 512k 64k"])
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{written:?}");
+    assert!(reads_pattern(&overlay, 171, "512k"));
+
+    let up = sandbox.kvmx_in(&project).arg("up").output().unwrap();
+    assert!(up.status.success(), "{up:?}");
+    // The base cannot start while a VM runs on its image.
+    let refused = sandbox.kvmx_in(&base).arg("up").output().unwrap();
+    let (_, stderr) = output_text(&refused);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("while VMs run on its image: over"),
+        "{stderr}"
+    );
+    let stop = sandbox
+        .kvmx_in(&project)
+        .args(["stop", "--force"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(
+        reads_pattern(&overlay, 0, "512k"),
+        "what was written to the overlay is gone"
+    );
+}

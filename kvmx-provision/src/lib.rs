@@ -7,10 +7,12 @@
 //! access. Nothing here prints; long operations report through
 //! [`Progress`].
 
+mod daemon;
 mod error;
 pub mod files;
 pub mod guest;
 pub mod live;
+pub mod nfs;
 pub mod provision;
 pub mod qemu;
 pub mod qmp;

@@ -22,6 +22,8 @@ pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<V
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
+    // Before a build that takes minutes.
+    vm.check_shares()?;
     if !vm.image().exists() {
         output.info(&format!("{} has no image yet; building it", vm.name));
         let report = crate::create::build_image(

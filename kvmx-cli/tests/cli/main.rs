@@ -4,6 +4,7 @@
 mod completions;
 mod config;
 mod guest;
+mod guest_errors;
 mod import;
 mod init;
 mod lifecycle;

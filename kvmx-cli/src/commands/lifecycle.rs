@@ -65,8 +65,10 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
         // A failing hook leaves the VM running, and says so.
         vm.startup_hooks(&mut Prefixed::new(vm.name.as_str()))
             .map_err(|e| {
-                CommandError::from(e).with_hint(format!(
-                    "{} is running; fix the hook and run `kvmx restart`",
+                let error = CommandError::from(e);
+                let fix = error.hint.clone().unwrap_or_else(|| "fix the hook".into());
+                error.with_hint(format!(
+                    "{fix}; {} is running: run `kvmx restart` once fixed",
                     vm.name
                 ))
             })?;

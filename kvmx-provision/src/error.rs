@@ -68,6 +68,14 @@ pub enum Error {
         /// The likely cause.
         hint: String,
     },
+    /// Reaching or using the guest over SSH failed for a known reason.
+    #[error("{problem}")]
+    Remote {
+        /// What went wrong, naming the value at fault.
+        problem: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// A provisioning or hook step failed in the guest.
     #[error(transparent)]
     Step(#[from] crate::provision::StepFailed),
@@ -103,7 +111,7 @@ impl Error {
             Error::PortInUse { .. } => {
                 Some("free the port or change network.forwards in kvmx.toml".into())
             }
-            Error::Guest { hint, .. } => Some(hint.clone()),
+            Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
             Error::SocketPathTooLong { .. } => {
                 Some("use a shorter VM name or a shorter XDG_RUNTIME_DIR / KVMX_HOME".into())
             }

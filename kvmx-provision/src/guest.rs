@@ -33,16 +33,45 @@ impl OutputSink for Discard {
     fn line(&mut self, _: Stream, _: &str) {}
 }
 
-/// Runs `command` (with its output piped) to the end, handing each line to
-/// `sink` as it comes; returns the exit status.
-pub fn stream(mut command: Command, sink: &mut dyn OutputSink) -> Result<ExitStatus, Error> {
+/// Passes lines on, keeping the last lines of stderr.
+struct StderrTail<'a> {
+    inner: &'a mut dyn OutputSink,
+    lines: Vec<String>,
+}
+
+impl OutputSink for StderrTail<'_> {
+    fn line(&mut self, stream: Stream, line: &str) {
+        if stream == Stream::Stderr {
+            if self.lines.len() == 20 {
+                self.lines.remove(0);
+            }
+            self.lines.push(line.to_owned());
+        }
+        self.inner.line(stream, line);
+    }
+}
+
+/// Runs `command` (with its output piped, `input` on its stdin) to the end,
+/// handing each line to `sink` as it comes; returns the exit status.
+fn stream(
+    mut command: Command,
+    input: Option<&str>,
+    sink: &mut dyn OutputSink,
+) -> Result<ExitStatus, Error> {
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = command
-        .stdin(Stdio::null())
+        .stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| Error::Spawn { program, source })?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_owned();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(input.as_bytes());
+        });
+    }
     let (sender, receiver) = mpsc::channel();
     let readers = [
         (
@@ -83,11 +112,39 @@ pub fn stream(mut command: Command, sink: &mut dyn OutputSink) -> Result<ExitSta
 }
 
 impl SshTarget {
+    /// Runs `command`, an ssh-based tool aimed at this guest, streaming its
+    /// output to `sink`; a failure of ssh itself becomes an error that says
+    /// why (see [`SshTarget::explain`]).
+    pub fn stream(
+        &self,
+        command: Command,
+        input: Option<&str>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        let mut tail = StderrTail {
+            inner: sink,
+            lines: Vec::new(),
+        };
+        let status = stream(command, input, &mut tail)?;
+        self.explain(status, &tail.lines.join("\n"))
+    }
+
     /// Runs a shell command line in the guest, streaming its output.
     pub fn run(&self, command_line: &str, sink: &mut dyn OutputSink) -> Result<ExitStatus, Error> {
+        self.run_with_input(command_line, None, sink)
+    }
+
+    /// [`SshTarget::run`] with `input` on the command's stdin (for what must
+    /// not show on the host's command lines).
+    pub fn run_with_input(
+        &self,
+        command_line: &str,
+        input: Option<&str>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
         let mut command = self.command();
         command.arg("--").arg(self.with_env(command_line));
-        stream(command, sink)
+        self.stream(command, input, sink)
     }
 
     /// Copies host `source` to guest `destination` (recursively).
@@ -97,27 +154,26 @@ impl SshTarget {
         destination: &str,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, Error> {
-        let mut command = self.scp();
-        command
-            .arg("-r")
-            .arg(source)
-            .arg(format!("{}:{destination}", self.destination()));
-        stream(command, sink)
+        self.stream(
+            self.scp_command(source.as_str(), destination, true),
+            None,
+            sink,
+        )
     }
 
-    /// Copies guest `source` to host `destination` (recursively).
-    pub fn download(
-        &self,
-        source: &str,
-        destination: &Utf8Path,
-        sink: &mut dyn OutputSink,
-    ) -> Result<ExitStatus, Error> {
+    /// The `scp -r` command that copies host `host` to guest `guest`
+    /// (`to_guest`), or guest `guest` to host `host`. scp shows its progress
+    /// meter when its stdout is a terminal.
+    pub fn scp_command(&self, host: &str, guest: &str, to_guest: bool) -> Command {
+        let guest = format!("{}:{guest}", self.destination());
+        let (from, to) = if to_guest {
+            (host.to_owned(), guest)
+        } else {
+            (guest, host.to_owned())
+        };
         let mut command = self.scp();
+        command.arg("-r").arg(from).arg(to);
         command
-            .arg("-r")
-            .arg(format!("{}:{source}", self.destination()))
-            .arg(destination);
-        stream(command, sink)
     }
 
     /// `rsync -a` from `source` to `destination`, where the guest side is
@@ -140,7 +196,14 @@ impl SshTarget {
             .args(options)
             .arg(remote(source))
             .arg(remote(destination));
-        stream(command, sink)
+        let status = self.stream(command, None, sink)?;
+        if !status.success() && !self.run("command -v rsync", &mut Discard)?.success() {
+            return Err(Error::Remote {
+                problem: "rsync is not installed in the guest (kvmx copies folders with rsync on both sides)".into(),
+                hint: "install it in the guest: `kvmx ssh -- sudo apt-get install -y rsync` (images made by kvmx-create have it)".into(),
+            });
+        }
+        Ok(status)
     }
 
     /// Uploads `script` to a temporary path in the guest, runs it with

@@ -7,11 +7,13 @@
 //! access. Nothing here prints; long operations report through
 //! [`Progress`].
 
+mod daemon;
 pub mod disposable;
 mod error;
 pub mod files;
 pub mod guest;
 pub mod live;
+pub mod nfs;
 pub mod provision;
 pub mod qemu;
 pub mod qmp;

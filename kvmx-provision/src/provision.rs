@@ -5,7 +5,7 @@ use std::process::ExitStatus;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvmx_core::atomic_file::{self, Overwrite};
-use kvmx_core::config::{ShareKind, SyncFolder};
+use kvmx_core::config::{Share, ShareKind, SyncFolder};
 use serde::{Deserialize, Serialize};
 
 use crate::guest::{OutputSink, quote};
@@ -98,10 +98,25 @@ impl Vm {
         self.mount_private_disk(sink)?;
         let target = self.ssh_target()?;
         for share in &self.config.shares {
-            let (fstype, mut options) = match share.kind {
-                ShareKind::Virtiofs => ("virtiofs", String::new()),
-                ShareKind::NineP => ("9p", nine_p_options(share)),
-                ShareKind::Smb => ("cifs", "guest,vers=3.0,uid=$(id -u),gid=$(id -g)".into()),
+            // The NFS server's secret goes on stdin, not on a command line.
+            let nfs = match share.kind {
+                ShareKind::Nfs => Some(
+                    crate::nfs::server(&self.files.paths.runtime, share.id.as_str()).ok_or_else(
+                        || {
+                            Error::Usage(format!(
+                                "share {}: its NFS server is not running; restart the VM",
+                                share.id
+                            ))
+                        },
+                    )?,
+                ),
+                _ => None,
+            };
+            let (fstype, mut options) = match (share.kind, &nfs) {
+                (ShareKind::Virtiofs, _) => ("virtiofs", String::new()),
+                (ShareKind::NineP, _) => ("9p", nine_p_options(share)),
+                (ShareKind::Smb, _) => ("cifs", "guest,vers=3.0,uid=$(id -u),gid=$(id -g)".into()),
+                (ShareKind::Nfs, Some(server)) => ("nfs", server.mount_options()),
                 _ => continue,
             };
             if share.read_only {
@@ -112,18 +127,21 @@ impl Vm {
             } else {
                 format!(" -o {options}")
             };
+            make_mount_point(&target, share)?;
             let guest = quote(share.guest.as_path().as_str());
             // QEMU's SMB server is at 10.0.2.4 and names its share "qemu".
             let source = match share.kind {
                 ShareKind::Smb => "//10.0.2.4/qemu".to_owned(),
+                ShareKind::Nfs => "\"$(head -n1)\"".to_owned(),
                 _ => share.id.to_string(),
             };
             let mount = format!(
-                "mountpoint -q {guest} || {{ sudo mkdir -p {guest} && sudo mount -t {fstype}{options} {source} {guest}; }}"
+                "mountpoint -q {guest} || sudo mount -t {fstype}{options} {source} {guest}"
             );
+            let input = nfs.map(|server| format!("{}\n", server.source()));
             check(
                 format!("mounting share {} at {}", share.id, share.guest),
-                target.run(&mount, sink)?,
+                target.run_with_input(&mount, input.as_deref(), sink)?,
             )?;
         }
         self.mount_ssh_shares()?;
@@ -157,8 +175,37 @@ impl Vm {
     }
 }
 
+/// Makes the folder `share.guest` in the guest, unless it is there;
+/// refuses a path that is something else than a folder.
+pub(crate) fn make_mount_point(target: &SshTarget, share: &Share) -> Result<(), Error> {
+    const NOT_A_FOLDER: i32 = 3;
+    let guest = quote(share.guest.as_path().as_str());
+    let status = target.run(
+        &format!(
+            "if test -e {guest} && ! test -d {guest}; then exit {NOT_A_FOLDER}; fi; sudo mkdir -p {guest}"
+        ),
+        &mut crate::guest::Discard,
+    )?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(NOT_A_FOLDER) => Err(Error::Remote {
+            problem: format!(
+                "share {}: {} in the guest is a file, not a folder to mount on",
+                share.id, share.guest
+            ),
+            hint:
+                "set shares.guest to a folder, or to a path that does not exist yet (kvmx makes it)"
+                    .into(),
+        }),
+        _ => Err(Error::Usage(format!(
+            "share {}: cannot make the folder {} in the guest",
+            share.id, share.guest
+        ))),
+    }
+}
+
 /// The mount options of a 9p share.
-fn nine_p_options(share: &kvmx_core::config::Share) -> String {
+fn nine_p_options(share: &Share) -> String {
     let mut options = String::from("trans=virtio,version=9p2000.L");
     if let Some(msize) = share.msize {
         options.push_str(&format!(",msize={msize}"));

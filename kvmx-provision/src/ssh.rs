@@ -1,9 +1,14 @@
 //! Reaching the guest with the system `ssh`: the VM's own key, and its
 //! recorded host key checked strictly from the first connection.
 
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 use camino::Utf8PathBuf;
+
+use crate::Error;
+
+/// The exit status of `ssh` when ssh itself (not the remote command) fails.
+const SSH_FAILED: i32 = 255;
 
 /// How to reach a guest's sshd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +130,53 @@ impl SshTarget {
             self.known_hosts,
             self.host_key_alias()
         )
+    }
+
+    /// Turns a failure of ssh itself (status 255, recognised from the last
+    /// lines it printed on stderr) into an error that says what to do;
+    /// passes any other status on.
+    pub fn explain(&self, status: ExitStatus, stderr: &str) -> Result<ExitStatus, Error> {
+        if status.code() != Some(SSH_FAILED) {
+            return Ok(status);
+        }
+        let said = |words: &[&str]| words.iter().any(|w| stderr.contains(w));
+        let port = self.port;
+        let (problem, hint) = if said(&[
+            "Host key verification failed",
+            "IDENTIFICATION HAS CHANGED",
+        ]) {
+            (
+                format!(
+                    "the guest on port {port} offered an SSH host key that differs from the one kvmx recorded in {}",
+                    self.known_hosts
+                ),
+                format!(
+                    "the guest's host keys were changed behind kvmx's back, or something else answers for it. If you changed them yourself, replace the key in {} with the output of `ssh-keyscan -p {port} 127.0.0.1` (keeping the name {}), or rebuild the VM with `kvmx recycle`; otherwise do not trust this guest",
+                    self.known_hosts,
+                    self.host_key_alias()
+                ),
+            )
+        } else if said(&["Permission denied"]) {
+            (
+                format!("the guest refused the VM's SSH key for user {}", self.user),
+                "check ssh.user, and that the user's ~/.ssh/authorized_keys in the guest still holds the VM's key".into(),
+            )
+        } else if said(&[
+            "Connection refused",
+            "Connection reset",
+            "Connection closed",
+            "Connection timed out",
+            "kex_exchange_identification",
+            "timed out",
+        ]) {
+            (
+                format!("the guest does not answer SSH (127.0.0.1:{port} is forwarded to its port 22)"),
+                "sshd may be stopped, or the guest still booting or hung: look at `kvmx console`, or restart it with `kvmx restart`".into(),
+            )
+        } else {
+            return Ok(status);
+        };
+        Err(Error::Remote { problem, hint })
     }
 
     /// The name the host key is recorded under: the first field of the

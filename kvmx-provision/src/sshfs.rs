@@ -103,7 +103,7 @@ impl Vm {
                 share.id
             )));
         }
-        target.run(&format!("sudo mkdir -p {guest}"), &mut Discard)?;
+        crate::provision::make_mount_point(&target, share)?;
         let mut sftp = Command::new(SFTP_SERVER)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -204,6 +204,15 @@ impl Vm {
 
     /// How to reach the running guest over SSH.
     pub fn ssh_target(&self) -> Result<SshTarget, Error> {
+        if !self.config.ssh.enabled {
+            return Err(Error::Remote {
+                problem: format!(
+                    "SSH is disabled for {}: its config sets ssh.enabled = false",
+                    self.name
+                ),
+                hint: "set ssh.enabled = true in the [ssh] table of kvmx.toml, then restart the VM (`kvmx restart`)".into(),
+            });
+        }
         let run = state::read(&self.files).ok_or_else(|| Error::NotRunning {
             vm: self.name.to_string(),
         })?;
@@ -270,6 +279,7 @@ impl Vm {
             ));
         }
         state::clear(&self.files);
+        crate::nfs::stop_all(&self.files.paths.runtime);
         let backing_locks = self.take_backing_locks()?;
         let restore = match warm {
             Some(WarmRun::Restore(state)) => Some(state),
@@ -303,6 +313,10 @@ impl Vm {
         let run = self.spawn_qemu(&locks, &launch, forwards, image)?;
         drop(lock);
         drop(backing_locks);
+        if let Err(error) = self.start_nfs_servers(run.pid) {
+            let _ = self.kill();
+            return Err(error);
+        }
         match (ssh_port, wait_for_ssh, restore) {
             (Some(_), true, Some(state)) => {
                 progress.stage("restoring the warm state");
@@ -326,26 +340,22 @@ impl Vm {
     }
 
     /// Host folders must exist (they are never created in the wrong
-    /// place), and the share kinds must be ones kvmx can mount.
-    fn check_shares(&self) -> Result<(), Error> {
+    /// place), and what each share kind needs on the host must be there.
+    pub fn check_shares(&self) -> Result<(), Error> {
         for share in &self.config.shares {
             match share.kind {
                 ShareKind::NineP
                 | ShareKind::Virtiofs
                 | ShareKind::Sshfs
                 | ShareKind::ReverseSshfs => {}
+                ShareKind::Nfs => {
+                    crate::nfs::find_nfsd()?;
+                }
                 ShareKind::Smb if std::path::Path::new("/usr/sbin/smbd").exists() => {}
                 ShareKind::Smb => {
                     return Err(Error::Usage(format!(
                         "share {}: SMB shares need the host's smbd; install the samba package",
                         share.id
-                    )));
-                }
-                other => {
-                    return Err(Error::Usage(format!(
-                        "share {}: kind \"{}\" is not supported yet; use 9p, virtiofs, sshfs, reverse-sshfs or smb",
-                        share.id,
-                        kvmx_core::config::spelling(&other)
                     )));
                 }
             }
@@ -355,6 +365,19 @@ impl Vm {
                     share.id, share.host
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Starts the NFS server of each `nfs` share, for QEMU of pid `qemu`.
+    fn start_nfs_servers(&self, qemu: i32) -> Result<(), Error> {
+        for share in self
+            .config
+            .shares
+            .iter()
+            .filter(|s| s.kind == ShareKind::Nfs)
+        {
+            crate::nfs::start(&self.files.paths.runtime, share, qemu)?;
         }
         Ok(())
     }
@@ -736,6 +759,7 @@ impl Vm {
 
     fn stopped(&self, step: StopStep) -> StopStep {
         self.wait_for_lock_release();
+        crate::nfs::stop_all(&self.files.paths.runtime);
         self.cleared();
         step
     }
@@ -783,7 +807,7 @@ fn signal(pid: i32, signal: Signal) {
 }
 
 /// Waits up to `deadline` for `pid` to exit.
-fn wait_exit(pid: i32, deadline: Duration) -> bool {
+pub(crate) fn wait_exit(pid: i32, deadline: Duration) -> bool {
     let end = Instant::now() + deadline;
     while Instant::now() < end {
         if !state::process_alive(pid) || is_zombie(pid) {
@@ -807,8 +831,8 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// A free TCP port on 127.0.0.1 for the SSH forward.
-fn free_port() -> Result<u16, Error> {
+/// A free TCP port on 127.0.0.1 (SSH forward, NFS servers).
+pub(crate) fn free_port() -> Result<u16, Error> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
         .map_err(Error::io("bind", camino::Utf8Path::new("127.0.0.1")))?;
     let port = listener

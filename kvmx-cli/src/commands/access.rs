@@ -2,7 +2,6 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 
 use kvmx_provision::Vm;
 use kvmx_provision::ssh::SshTarget;
@@ -100,13 +99,39 @@ impl Drop for RawTerminal {
 
 pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    let mut command = ssh_command(&vm.ssh_target()?, &args.command);
-    // Replace this process: the exit code and terminal are ssh's.
-    let error = command.exec();
-    Err(CommandError::from(kvmx_provision::Error::Spawn {
+    let target = vm.ssh_target()?;
+    let mut command = ssh_command(&target, &args.command);
+    // The terminal is ssh's; its stderr passes through here so that a
+    // failure of ssh itself can be explained, and its exit code is ours.
+    let spawn_error = |source| kvmx_provision::Error::Spawn {
         program: "ssh".into(),
-        source: error,
-    }))
+        source,
+    };
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let mut from_ssh = child.stderr.take().expect("stderr is piped");
+    let copier = std::thread::spawn(move || {
+        let mut tail = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let mut stderr = std::io::stderr();
+        while let Ok(n @ 1..) = from_ssh.read(&mut buffer) {
+            let _ = stderr.write_all(&buffer[..n]);
+            tail.extend_from_slice(&buffer[..n]);
+            if tail.len() > 8192 {
+                tail.drain(..tail.len() - 4096);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
+    });
+    let status = child.wait().map_err(spawn_error)?;
+    let said = copier.join().unwrap_or_default();
+    let status = target.explain(status, &said)?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => std::process::exit(code.unwrap_or(1)),
+    }
 }
 
 /// The ssh command that runs `words` in the guest, or a login shell when

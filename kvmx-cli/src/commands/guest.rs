@@ -3,9 +3,9 @@
 
 use std::io::Write;
 
-use camino::Utf8Path;
 use kvmx_provision::Vm;
 use kvmx_provision::guest::{OutputSink, Stream};
+use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
 use super::lifecycle::load_vm;
@@ -79,8 +79,12 @@ pub fn transfer(
     let mut sink = Prefixed::new("");
     let status = match kind {
         Transfer::Copy => match (source.strip_prefix(':'), destination.strip_prefix(':')) {
-            (None, Some(guest)) => target.upload(Utf8Path::new(source), guest, &mut sink)?,
-            (Some(guest), None) => target.download(guest, Utf8Path::new(destination), &mut sink)?,
+            (None, Some(guest)) => copy(&target, target.scp_command(source, guest, true), output)?,
+            (Some(guest), None) => copy(
+                &target,
+                target.scp_command(destination, guest, false),
+                output,
+            )?,
             _ => {
                 return Err(CommandError::usage(
                     "one side of a copy must be in the guest, the other on the host",
@@ -113,6 +117,26 @@ pub fn transfer(
     Ok(())
 }
 
+/// Runs scp: on a terminal with it, so that its progress meter shows;
+/// otherwise with its messages passed on line by line.
+fn copy(
+    target: &SshTarget,
+    mut scp: std::process::Command,
+    output: &Output,
+) -> Result<std::process::ExitStatus, CommandError> {
+    use std::io::IsTerminal;
+    if output.is_quiet() || !std::io::stdout().is_terminal() {
+        return Ok(target.stream(scp, None, &mut Prefixed::new(""))?);
+    }
+    let status = scp
+        .status()
+        .map_err(|source| kvmx_provision::Error::Spawn {
+            program: "scp".into(),
+            source,
+        })?;
+    Ok(target.explain(status, "")?)
+}
+
 /// rsync's own progress on a terminal.
 fn progress_option(output: &Output) -> Vec<String> {
     use std::io::IsTerminal;
@@ -126,9 +150,10 @@ fn progress_option(output: &Output) -> Vec<String> {
 pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     if !args.file.is_file() {
         return Err(CommandError::usage(format!(
-            "there is no file at {}",
+            "there is no script at {}",
             args.file
-        )));
+        ))
+        .with_hint("give the path of a script on the host; kvmx copies it into the guest and runs it there"));
     }
     let vm = load_vm(Some(&args.vm), context, output)?;
     let status =

@@ -31,6 +31,8 @@ pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<V
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
+    // Before a build that takes minutes.
+    vm.check_shares()?;
     // A template-based VM's root is made from its template's image.
     if vm.template.is_none() && !vm.image().exists() {
         output.info(&format!("{} has no image yet; building it", vm.name));
@@ -73,8 +75,10 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
         // A failing hook leaves the VM running, and says so.
         vm.startup_hooks(&mut Prefixed::new(vm.name.as_str()))
             .map_err(|e| {
-                CommandError::from(e).with_hint(format!(
-                    "{} is running; fix the hook and run `kvmx restart`",
+                let error = CommandError::from(e);
+                let fix = error.hint.clone().unwrap_or_else(|| "fix the hook".into());
+                error.with_hint(format!(
+                    "{fix}; {} is running: run `kvmx restart` once fixed",
                     vm.name
                 ))
             })?;

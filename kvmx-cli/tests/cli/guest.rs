@@ -14,7 +14,7 @@ pub(crate) fn debian_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
         project.join("kvmx.toml"),
         format!(
             "[hardware]\nmemory = \"1G\"\ncpus = 2\naccelerator = \"tcg\"\n\n\
-             [image]\nsize = \"3G\"\n\n[create]\npackages = [\"sshfs\", \"cifs-utils\"]\n\n[supervise]\nboot_timeout = 600\nshutdown_timeout = 120\n{extra}"
+             [image]\nsize = \"3G\"\n\n[create]\npackages = [\"sshfs\", \"cifs-utils\", \"nfs-common\"]\n\n[supervise]\nboot_timeout = 900\nshutdown_timeout = 120\n{extra}"
         ),
     )
     .unwrap();
@@ -222,8 +222,14 @@ fn virtiofs_shares_and_live_mounts() {
         "\n[[shares]]\nid = \"fast\"\nhost = \"fast\"\nguest = \"/srv/fast\"\nkind = \"virtiofs\"\n\n\
          [[shares]]\nid = \"rev\"\nhost = \"rev\"\nguest = \"/srv/rev\"\nkind = \"reverse-sshfs\"\n\n\
          [[shares]]\nid = \"etc\"\nhost = \"guest-etc\"\nguest = \"/etc\"\nkind = \"sshfs\"\nread_only = true\n\n\
-         [[shares]]\nid = \"win\"\nhost = \"smb\"\nguest = \"/srv/smb\"\nkind = \"smb\"\n",
+         [[shares]]\nid = \"win\"\nhost = \"smb\"\nguest = \"/srv/smb\"\nkind = \"smb\"\n\n\
+         [[shares]]\nid = \"net\"\nhost = \"nfs\"\nguest = \"/srv/nfs\"\nkind = \"nfs\"\n\n\
+         [[shares]]\nid = \"netro\"\nhost = \"nfs-ro\"\nguest = \"/srv/nfs-ro\"\nkind = \"nfs\"\nread_only = true\n",
     );
+    std::fs::create_dir_all(project.join("nfs")).unwrap();
+    std::fs::write(project.join("nfs/over-nfs.txt"), "nfs\n").unwrap();
+    std::fs::create_dir_all(project.join("nfs-ro")).unwrap();
+    std::fs::write(project.join("nfs-ro/locked.txt"), "read me\n").unwrap();
     std::fs::create_dir_all(project.join("smb")).unwrap();
     std::fs::write(project.join("smb/over-smb.txt"), "samba\n").unwrap();
     std::fs::create_dir_all(project.join("rev")).unwrap();
@@ -276,6 +282,62 @@ fn virtiofs_shares_and_live_mounts() {
         "samba\n"
     );
 
+    // NFS from kvmx-nfsd: both ways, and a read-only share refuses writes.
+    assert_eq!(
+        run_ok(
+            &sandbox,
+            &project,
+            &["ssh", "--", "cat", "/srv/nfs/over-nfs.txt"]
+        ),
+        "nfs\n"
+    );
+    run_ok(
+        &sandbox,
+        &project,
+        &[
+            "ssh",
+            "--",
+            "mkdir /srv/nfs/made && echo guest > /srv/nfs/made/from-guest.txt",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("nfs/made/from-guest.txt")).unwrap(),
+        "guest\n"
+    );
+    assert_eq!(
+        run_ok(
+            &sandbox,
+            &project,
+            &["ssh", "--", "cat", "/srv/nfs-ro/locked.txt"]
+        ),
+        "read me\n"
+    );
+    let refused = sandbox
+        .kvmx_in(&project)
+        .args(["ssh", "--", "echo no > /srv/nfs-ro/locked.txt"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "{refused:?}");
+    assert!(
+        output_text(&refused).1.contains("Read-only file system"),
+        "{refused:?}"
+    );
+    // The server refuses too, not only the guest's read-only mount.
+    let remounted = sandbox
+        .kvmx_in(&project)
+        .args([
+            "ssh",
+            "--",
+            "sudo mount -o remount,rw /srv/nfs-ro && echo no > /srv/nfs-ro/locked.txt",
+        ])
+        .output()
+        .unwrap();
+    assert!(!remounted.status.success(), "{remounted:?}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("nfs-ro/locked.txt")).unwrap(),
+        "read me\n"
+    );
+
     // A folder appears in the running guest, and goes again.
     run_ok(
         &sandbox,
@@ -292,16 +354,42 @@ fn virtiofs_shares_and_live_mounts() {
     );
     let shares: serde_json::Value =
         serde_json::from_str(&run_ok(&sandbox, &project, &["shares", "--json"])).unwrap();
-    assert_eq!(shares[4]["guest"], "/srv/live");
-    assert_eq!(shares[4]["when"], "live");
+    assert_eq!(shares[4]["kind"], "nfs");
+    assert_eq!(shares[6]["guest"], "/srv/live");
+    assert_eq!(shares[6]["when"], "live");
     run_ok(&sandbox, &project, &["umount", "/srv/live"]);
     assert_eq!(
         run_ok(&sandbox, &project, &["ssh", "--", "ls /srv/live | wc -l"]).trim(),
         "0"
     );
+    let nfsd = nfs_server_pid(&sandbox, "folders", "net");
     run_ok(&sandbox, &project, &["stop"]);
     assert!(
         !project.join("guest-etc/hostname").exists(),
         "the host mount ends with the VM"
     );
+    // Gone, or a zombie that nobody reaped yet.
+    let state = std::fs::read_to_string(format!("/proc/{nfsd}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty()
+            || state
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with('Z'),
+        "the NFS server ends with the VM: {state}"
+    );
+}
+
+/// The pid of the NFS server of share `id`, from the VM's runtime folder.
+fn nfs_server_pid(sandbox: &Sandbox, vm: &str, id: &str) -> u64 {
+    let record = sandbox
+        .root()
+        .join("kvmx/run")
+        .join(vm)
+        .join(format!("nfs-{id}.json"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
+    record["pid"].as_u64().unwrap()
 }

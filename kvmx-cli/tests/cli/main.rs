@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod disposable;
 mod guest;
+mod guest_errors;
 mod import;
 mod init;
 mod lifecycle;

@@ -1,0 +1,125 @@
+#!/bin/bash
+# Measures every share kind on one guest, in one run, against the guest's
+# own disk:
+#   read  = cat of one 256 MiB file
+#   walk  = find | wc -l, then cat of every file, over a tree of 5,000 files
+# each as seconds and as a ratio to the same work on the guest's disk
+# (lower is better). The guest's page cache is dropped before each step.
+# sshfs mounts a guest folder on the host, so it is measured from the host
+# (reading the guest's disk through the guest's sftp-server).
+# usage: bench/shares.sh [path/to/kvmx]
+# kvmx-nfsd must sit beside kvmx (cargo build --release builds both);
+# KVMX_ACCEL and KVMX_CACHE_DIR are passed on (set KVMX_CACHE_DIR to reuse a
+# bootstrap cache).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$here/target/release/kvmx}
+[ -x "$bin" ] || { echo "no kvmx at $bin (cargo build --release)" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kvmx-bench.XXXXXX")
+export KVMX_HOME=$work/home
+export KVMX_CACHE_DIR=${KVMX_CACHE_DIR:-$work/cache}
+kvmx() { (cd "$work/project" && "$bin" "$@"); }
+cleanup() {
+    kvmx kill >/dev/null 2>&1 || true
+    fusermount3 -u "$work/sshfs" 2>/dev/null || fusermount -u "$work/sshfs" 2>/dev/null || true
+    unshare --map-auto --map-root-user rm -rf "$work" 2>/dev/null || rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/project" "$work/data/tree" "$work/sshfs"
+
+# The data: one big file and 50 folders of 100 files of 1 KiB.
+head -c 256M /dev/urandom > "$work/data/big"
+for d in $(seq 50); do
+    mkdir "$work/data/tree/$d"
+    for f in $(seq 100); do head -c 1024 /dev/urandom > "$work/data/tree/$d/$f"; done
+done
+entries=$(find "$work/data/tree" | wc -l)
+
+cat > "$work/project/kvmx.toml" <<TOML
+[vm]
+name = "sharebench"
+[hardware]
+memory = "1G"
+cpus = 2
+[image]
+size = "4G"
+[create]
+packages = ["sshfs", "cifs-utils", "nfs-common"]
+[supervise]
+boot_timeout = 900
+[[shares]]
+id = "p9"
+host = "$work/data"
+guest = "/mnt/9p"
+kind = "9p"
+msize = 524288
+[[shares]]
+id = "vfs"
+host = "$work/data"
+guest = "/mnt/virtiofs"
+kind = "virtiofs"
+[[shares]]
+id = "rev"
+host = "$work/data"
+guest = "/mnt/reverse-sshfs"
+kind = "reverse-sshfs"
+[[shares]]
+id = "net"
+host = "$work/data"
+guest = "/mnt/nfs"
+kind = "nfs"
+[[shares]]
+id = "win"
+host = "$work/data"
+guest = "/mnt/smb"
+kind = "smb"
+[[shares]]
+id = "back"
+host = "$work/sshfs"
+guest = "/home/user"
+kind = "sshfs"
+read_only = true
+TOML
+
+# Times the two steps in a folder; prints "read_seconds walk_seconds".
+cat > "$work/measure.sh" <<'SH'
+#!/bin/sh
+set -eu
+dir=$1; entries=$2; drop=$3
+now() { date +%s.%N; }
+sh -c "$drop"; a=$(now); cat "$dir/big" > /dev/null; b=$(now)
+sh -c "$drop"; c=$(now)
+found=$(find "$dir/tree" | wc -l)
+find "$dir/tree" -type f -exec cat {} + > /dev/null
+d=$(now)
+[ "$found" -eq "$entries" ] || { echo "$dir: found $found entries, not $entries" >&2; exit 1; }
+awk "BEGIN { printf \"%.2f %.2f\n\", $b - $a, $d - $c }"
+SH
+chmod +x "$work/measure.sh"
+drop="sync; echo 3 | sudo tee /proc/sys/vm/drop_caches >/dev/null"
+
+echo "building and starting the guest (every share kind)..." >&2
+kvmx up -q
+echo "copying the data to the guest's disk..." >&2
+kvmx ssh -- "mkdir -p /home/user/data && cp -a /mnt/virtiofs/. /home/user/data/"
+
+in_guest() { kvmx run . "$work/measure.sh" "$1" "$entries" "$drop"; }
+ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
+
+read -r disk_read disk_walk < <(in_guest /home/user/data)
+printf '%-16s %9s %7s %9s %7s\n' "where" "read (s)" "ratio" "walk (s)" "ratio"
+printf '%-16s %9s %7s %9s %7s\n' "guest disk" "$disk_read" "1.00" "$disk_walk" "1.00"
+row() {
+    printf '%-16s %9s %7s %9s %7s\n' "$1" "$2" "$(ratio "$2" "$disk_read")" "$3" "$(ratio "$3" "$disk_walk")"
+}
+for kind in 9p virtiofs nfs smb reverse-sshfs; do
+    echo "measuring $kind..." >&2
+    read -r r w < <(in_guest "/mnt/$kind")
+    row "$kind" "$r" "$w"
+done
+echo "measuring sshfs (from the host)..." >&2
+host_drop="cd '$work/project' && '$bin' ssh -- '$drop'"
+read -r r w < <("$work/measure.sh" "$work/sshfs/data" "$entries" "$host_drop")
+row "sshfs (host)" "$r" "$w"

@@ -1,0 +1,79 @@
+//! Helper daemons that serve a share beside QEMU (virtiofsd, kvmx-nfsd):
+//! finding their binary, and starting one detached, in its own process
+//! group with its output in a log, until it is ready to serve.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use camino::Utf8Path;
+
+use crate::Error;
+
+/// How long a daemon gets to be ready.
+const READY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The binary `name`: the one the environment variable `variable` names,
+/// else the one beside the running program (installed together), on PATH,
+/// or in cargo's bin folder.
+pub fn find(name: &str, variable: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)));
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let cargo =
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo/bin").join(name));
+    beside
+        .into_iter()
+        .chain(on_path)
+        .chain(cargo)
+        .find(|path| path.is_file())
+}
+
+/// Spawns `command` detached with its stderr in `log`, and waits until
+/// `ready` says it serves. `what` names it in errors. Returns its pid.
+pub fn start(
+    mut command: Command,
+    what: &str,
+    log: &Utf8Path,
+    ready: impl Fn() -> bool,
+) -> Result<u32, Error> {
+    let log_file = std::fs::File::create(log).map_err(Error::io("create", log))?;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .map_err(|source| Error::Spawn { program, source })?;
+    let deadline = Instant::now() + READY_DEADLINE;
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "{what} exited ({status}): {}",
+                said.trim()
+            )));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(Error::Usage(format!(
+                "{what} was not ready within {} s; see {log}",
+                READY_DEADLINE.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child.id())
+}

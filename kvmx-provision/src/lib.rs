@@ -7,6 +7,7 @@
 //! access. Nothing here prints; long operations report through
 //! [`Progress`].
 
+pub mod clean;
 mod error;
 pub mod files;
 pub mod guest;

@@ -42,6 +42,8 @@ pub struct Config {
     pub display: Display,
     /// Management by `kvmx supervise`.
     pub supervise: Supervise,
+    /// Throwaway copies of this VM (as a template).
+    pub disposable: Disposable,
 }
 
 /// `[vm]`: identity of the VM and its first user.
@@ -731,4 +733,13 @@ impl Default for Supervise {
             shutdown_timeout: 60,
         }
     }
+}
+
+/// `[disposable]`: throwaway copies of this VM, used as a template.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Disposable {
+    /// A host folder of ClamAV signatures that `kvmx clamav` copies into
+    /// the copy, instead of using the template's own `/var/lib/clamav`.
+    pub clamav_database: Option<Utf8PathBuf>,
 }

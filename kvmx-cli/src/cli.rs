@@ -104,6 +104,76 @@ pub enum Command {
     /// Attach or detach a host USB device (by VENDOR:PRODUCT id).
     #[command(subcommand)]
     Usb(UsbCommand),
+    /// Boot a throwaway copy of a template, run a command (or a shell) in
+    /// it, and erase it; exits with the command's status.
+    Disposable(DisposableArgs),
+    /// Run a script in a throwaway copy of a template, then erase it.
+    DisposableRun(DisposableRunArgs),
+    /// Start a named throwaway copy of a template that stays up (for
+    /// `kvmx ssh NAME`) and is erased when it stops.
+    DisposableName(DisposableNameArgs),
+}
+
+/// How a disposable differs from its template.
+#[derive(Debug, Args)]
+pub struct DisposableOptionArgs {
+    /// Cut the guest off from every network (the host too); SSH still
+    /// reaches it.
+    #[arg(long)]
+    pub no_network: bool,
+    /// Share a host folder into the guest (9p), as HOST:GUEST; repeatable.
+    #[arg(long, value_name = "HOST:GUEST")]
+    pub share: Vec<String>,
+    /// Guest memory, such as 512M or 2G.
+    #[arg(long)]
+    pub memory: Option<String>,
+}
+
+/// `kvmx disposable`.
+#[derive(Debug, Args)]
+pub struct DisposableArgs {
+    /// The template: a registered VM name or a project folder.
+    #[arg(required_unless_present = "cleanup")]
+    pub template: Option<String>,
+    /// Erase disposables left behind by a killed kvmx, and exit.
+    #[arg(long, conflicts_with_all = ["template", "command"])]
+    pub cleanup: bool,
+    /// How it differs from the template.
+    #[command(flatten)]
+    pub options: DisposableOptionArgs,
+    /// The command to run instead of a login shell (after `--`).
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// `kvmx disposable-run`.
+#[derive(Debug, Args)]
+pub struct DisposableRunArgs {
+    /// The template: a registered VM name or a project folder.
+    pub template: String,
+    /// The script to run.
+    pub file: Utf8PathBuf,
+    /// Arguments for the script.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Run it as root (with sudo).
+    #[arg(long)]
+    pub root: bool,
+    /// How it differs from the template.
+    #[command(flatten)]
+    pub options: DisposableOptionArgs,
+}
+
+/// `kvmx disposable-name`.
+#[derive(Debug, Args)]
+pub struct DisposableNameArgs {
+    /// The template: a registered VM name or a project folder.
+    pub template: String,
+    /// The disposable's name.
+    pub name: String,
+    /// How it differs from the template.
+    #[command(flatten)]
+    pub options: DisposableOptionArgs,
 }
 
 /// `kvmx usb ...`.

@@ -8,6 +8,7 @@
 //! [`Progress`].
 
 pub mod clean;
+pub mod disposable;
 mod error;
 pub mod files;
 pub mod guest;
@@ -18,6 +19,7 @@ pub mod qmp;
 pub mod ssh;
 mod sshfs;
 pub mod state;
+mod template;
 pub mod virtiofs;
 mod vm;
 

@@ -31,7 +31,7 @@ pub struct StepFailed {
     pub code: i32,
 }
 
-fn check(step: String, status: ExitStatus) -> Result<(), Error> {
+pub(crate) fn check(step: String, status: ExitStatus) -> Result<(), Error> {
     if status.success() {
         return Ok(());
     }
@@ -95,6 +95,7 @@ impl Vm {
     /// The start hooks, once the guest answers SSH: mount the 9p shares,
     /// copy the startup folders, run the startup command.
     pub fn startup_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
+        self.mount_private_disk(sink)?;
         let target = self.ssh_target()?;
         for share in &self.config.shares {
             let (fstype, mut options) = match share.kind {

@@ -31,6 +31,9 @@ pub struct RunState {
     pub forwards: Vec<PortForward>,
     /// The disk image.
     pub image: Utf8PathBuf,
+    /// The VM whose image this run's disk is built on (template or base).
+    #[serde(default)]
+    pub backing: Option<String>,
 }
 
 /// A host port forwarded to a guest port.

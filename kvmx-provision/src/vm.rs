@@ -128,6 +128,10 @@ pub struct Vm {
     pub files: VmFiles,
     /// The folders of its base box, if it has one.
     pub base: Option<VmPaths>,
+    /// The template whose image it runs from, if it is template-based.
+    pub template: Option<Box<Vm>>,
+    /// kvmx's folders.
+    pub layout: Layout,
 }
 
 impl Vm {
@@ -138,6 +142,8 @@ impl Vm {
             base: config.image.base.as_ref().map(|base| layout.vm(base)),
             name,
             config,
+            template: None,
+            layout: layout.clone(),
         }
     }
 
@@ -207,6 +213,8 @@ impl Vm {
             ))
         })?;
         let ssh = &self.config.ssh;
+        // A template-based guest is the template's, with its keys.
+        let system = self.system();
         Ok(SshTarget {
             user: ssh
                 .user
@@ -214,10 +222,10 @@ impl Vm {
                 .unwrap_or(&self.config.vm.user)
                 .to_string(),
             port,
-            keys: std::iter::once(self.files.paths.ssh_key())
-                .chain(self.base_key())
+            keys: std::iter::once(system.files.paths.ssh_key())
+                .chain(system.base_key())
                 .collect(),
-            known_hosts: self.files.paths.known_hosts(),
+            known_hosts: system.files.paths.known_hosts(),
             env: ssh
                 .env
                 .iter()
@@ -250,6 +258,8 @@ impl Vm {
             ));
         }
         state::clear(&self.files);
+        let backing_locks = self.take_backing_locks()?;
+        self.prepare_disks()?;
         let image = self.image();
         if !image.exists() {
             return Err(Error::NoImage { path: image });
@@ -263,8 +273,10 @@ impl Vm {
         let forwards = self.check_forwards()?;
         progress.stage("starting QEMU");
         let ssh_port = self.wants_ssh().then(free_port).transpose()?;
-        let run = self.spawn_qemu(&lock, choice.accel, ssh_port, forwards, image)?;
+        let locks: Vec<&File> = std::iter::once(&lock).chain(&backing_locks).collect();
+        let run = self.spawn_qemu(&locks, choice.accel, ssh_port, forwards, image)?;
         drop(lock);
+        drop(backing_locks);
         if let (Some(port), true) = (ssh_port, wait_for_ssh) {
             progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
             self.wait_for_ssh(run.pid)?;
@@ -366,9 +378,12 @@ impl Vm {
         Ok(forwards)
     }
 
-    fn kernel_boot(&self, image: &camino::Utf8Path) -> Result<Option<KernelBoot>, Error> {
-        let files = DirectBoot::beside(image);
-        if self.config.create.bootloader != Bootloader::Direct && !files.kernel.exists() {
+    /// The kernel beside the system's image, for an image without a
+    /// bootloader (a template-based VM boots its template's).
+    fn kernel_boot(&self) -> Result<Option<KernelBoot>, Error> {
+        let system = self.system();
+        let files = DirectBoot::beside(&system.image());
+        if system.config.create.bootloader != Bootloader::Direct && !files.kernel.exists() {
             return Ok(None);
         }
         let append =
@@ -382,7 +397,7 @@ impl Vm {
 
     fn spawn_qemu(
         &self,
-        lock: &File,
+        locks: &[&File],
         accel: Accel,
         ssh_port: Option<u16>,
         mut forwards: Vec<PortForward>,
@@ -391,13 +406,16 @@ impl Vm {
         let launch = Launch {
             accel,
             ssh_port,
-            kernel_boot: self.kernel_boot(&image)?,
+            kernel_boot: self.kernel_boot()?,
             qmp_socket: self.files.qmp_socket(),
             serial_socket: self.files.serial_socket(),
             console_log: self.files.console_log(),
             spice_socket: self.files.spice_socket(),
             vnc_socket: self.files.vnc_socket(),
             runtime_dir: self.files.paths.runtime.clone(),
+            private_disk: self
+                .private_disk()
+                .map(|disk| (disk, crate::template::private_serial().into())),
         };
         std::fs::create_dir_all(&self.files.paths.data)
             .map_err(Error::io("create", &self.files.paths.data))?;
@@ -419,7 +437,9 @@ impl Vm {
         let _ = std::fs::remove_file(self.files.console_log());
         let stderr_path = self.files.paths.runtime.join("qemu.stderr");
         let stderr = File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
-        state::hand_down(lock)?;
+        for lock in locks {
+            state::hand_down(lock)?;
+        }
         let mut child = Command::new(qemu::QEMU)
             .args(qemu::qemu_args(&self.config, &launch))
             .stdin(Stdio::null())
@@ -450,6 +470,7 @@ impl Vm {
             ssh_port,
             forwards,
             image,
+            backing: self.backing_name(),
         };
         state::write(&self.files, &run)?;
         let _ = std::fs::write(self.files.paths.pid_file(), format!("{pid}\n"));
@@ -536,7 +557,7 @@ impl Vm {
     /// straight to QMP `quit`.
     pub fn stop(&self, force: bool, progress: &mut dyn Progress) -> Result<StopStep, Error> {
         let Some(run) = self.running_state()? else {
-            state::clear(&self.files);
+            self.cleared();
             return Ok(StopStep::AlreadyStopped);
         };
         // A host mount of a guest folder would hang once the guest is gone.
@@ -590,7 +611,7 @@ impl Vm {
     /// Kills QEMU at once (SIGKILL).
     pub fn kill(&self) -> Result<bool, Error> {
         let Some(run) = self.running_state()? else {
-            state::clear(&self.files);
+            self.cleared();
             return Ok(false);
         };
         self.unmount_ssh_shares();
@@ -622,10 +643,21 @@ impl Vm {
                 vm: self.name.to_string(),
             });
         }
+        let dependants = self.dependants();
+        if !dependants.is_empty() {
+            return Err(Error::Usage(format!(
+                "{} is the template or base of {}: destroy those first, or point them at another VM",
+                self.name,
+                dependants.join(", ")
+            )));
+        }
         let mut removed = Vec::new();
         let image = self.image();
         let is_file = std::fs::symlink_metadata(&image).is_ok_and(|m| m.file_type().is_file());
-        if is_file && !image.starts_with(&self.files.paths.data) {
+        // A template-based VM's image is its template's (snapshot mode) or
+        // lives in its data folder.
+        let owns_image = self.template.is_none() && !image.starts_with(&self.files.paths.data);
+        if is_file && owns_image {
             std::fs::remove_file(&image).map_err(Error::io("remove", &image))?;
             removed.push(image);
         }
@@ -654,8 +686,14 @@ impl Vm {
 
     fn stopped(&self, step: StopStep) -> StopStep {
         self.wait_for_lock_release();
-        state::clear(&self.files);
+        self.cleared();
         step
+    }
+
+    /// Forgets the run; a disposable is erased once it stops.
+    fn cleared(&self) {
+        state::clear(&self.files);
+        let _ = crate::disposable::remove_folders(self);
     }
 
     /// A killed QEMU's threads may still be exiting after its main thread

@@ -33,6 +33,7 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         spice_socket: run.join("spice.sock"),
         vnc_socket: run.join("vnc.sock"),
         runtime_dir: run,
+        private_disk: None,
     }
 }
 
@@ -119,6 +120,17 @@ fn shares_by_9p_and_virtiofs() {
          [[shares]]\nid = \"fast\"\nhost = \"data\"\nguest = \"/srv/data\"\nkind = \"virtiofs\"\n",
     );
     insta::assert_snapshot!(render(&config, &launch(Accel::Tcg, Some(2222))));
+}
+
+#[test]
+fn restricted_network_and_a_private_disk() {
+    let config = toml("[network]\nrestrict = true\n");
+    let mut launch = launch(Accel::Tcg, Some(2222));
+    launch.private_disk = Some((
+        "/kvmx/data/example/private.img".into(),
+        "kvmx-private".into(),
+    ));
+    insta::assert_snapshot!(render(&config, &launch));
 }
 
 #[test]

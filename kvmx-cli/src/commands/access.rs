@@ -5,6 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 
 use kvmx_provision::Vm;
+use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
 use super::lifecycle::load_vm;
@@ -99,26 +100,30 @@ impl Drop for RawTerminal {
 
 pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    let target = vm.ssh_target()?;
-    let mut command = target.command();
-    if args.command.is_empty() && target.env.is_empty() {
-        command.arg("-t");
-    } else if args.command.is_empty() {
-        // A login shell, with ssh.env exported first.
-        command.arg("-t").arg(target.with_env("exec \"$SHELL\" -l"));
-    } else {
-        // As with ssh itself, the words are joined by spaces and run by the
-        // guest user's shell: `kvmx ssh -- 'exit 3'` works as it reads.
-        command
-            .arg("--")
-            .arg(target.with_env(&args.command.join(" ")));
-    }
+    let mut command = ssh_command(&vm.ssh_target()?, &args.command);
     // Replace this process: the exit code and terminal are ssh's.
     let error = command.exec();
     Err(CommandError::from(kvmx_provision::Error::Spawn {
         program: "ssh".into(),
         source: error,
     }))
+}
+
+/// The ssh command that runs `words` in the guest, or a login shell when
+/// there are none.
+pub fn ssh_command(target: &SshTarget, words: &[String]) -> std::process::Command {
+    let mut command = target.command();
+    if words.is_empty() && target.env.is_empty() {
+        command.arg("-t");
+    } else if words.is_empty() {
+        // A login shell, with ssh.env exported first.
+        command.arg("-t").arg(target.with_env("exec \"$SHELL\" -l"));
+    } else {
+        // As with ssh itself, the words are joined by spaces and run by the
+        // guest user's shell: `kvmx ssh -- 'exit 3'` works as it reads.
+        command.arg("--").arg(target.with_env(&words.join(" ")));
+    }
+    command
 }
 
 /// Splits `[VM] LAST` arguments.

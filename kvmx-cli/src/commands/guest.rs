@@ -138,7 +138,7 @@ pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), Com
 }
 
 /// Succeeds on a zero status; otherwise ends kvmx with the same status.
-fn exit_with(status: std::process::ExitStatus, what: &str) -> Result<(), CommandError> {
+pub(crate) fn exit_with(status: std::process::ExitStatus, what: &str) -> Result<(), CommandError> {
     match status.code() {
         Some(0) => Ok(()),
         code => {

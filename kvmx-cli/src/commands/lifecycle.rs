@@ -14,10 +14,19 @@ use crate::output::Output;
 
 /// Loads the VM a command names (or the project around the current folder).
 pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<Vm, CommandError> {
-    let project = Project::select(vm, &context.cwd, &context.layout)?;
+    let project = match Project::select(vm, &context.cwd, &context.layout) {
+        Ok(project) => project,
+        // A disposable has no project: its record in kvmx's data says all.
+        Err(error @ kvmx_core::Error::UnknownVm { .. }) => {
+            return vm
+                .and_then(|name| kvmx_provision::disposable::find(&context.layout, name))
+                .ok_or_else(|| error.into());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let loaded = project.load(&context.layout)?;
     print_legacy_warnings(&loaded, project.file.path(), output);
-    Ok(Vm::new(&context.layout, loaded.name, loaded.config))
+    Ok(Vm::open(&context.layout, loaded.name, loaded.config)?)
 }
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {

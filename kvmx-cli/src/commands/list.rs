@@ -27,7 +27,7 @@ fn state_of(project: Option<&Project>, context: &Context) -> String {
     let status = project
         .load(&context.layout)
         .map_err(kvmx_provision::Error::from)
-        .and_then(|loaded| Vm::new(&context.layout, loaded.name, loaded.config).status());
+        .and_then(|loaded| Vm::open(&context.layout, loaded.name, loaded.config)?.status());
     match status {
         Ok(status) => kvmx_core::config::spelling(&status.state),
         Err(_) => "unknown".into(),

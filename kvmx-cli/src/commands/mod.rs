@@ -3,6 +3,7 @@
 mod access;
 mod config;
 mod devices;
+mod disposable;
 mod generate;
 mod guest;
 mod import;
@@ -36,6 +37,8 @@ fn run_vm_command(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
+    // Disposables whose kvmx was killed are erased by the next command.
+    kvmx_provision::disposable::sweep(&context.layout);
     match command {
         Command::Up(args) => lifecycle::up(&args, context, output),
         Command::Stop(args) => lifecycle::stop(&args, context, output),
@@ -66,6 +69,9 @@ fn run_vm_command(
         Command::Umount(args) => shares::umount(&args, context, output),
         Command::Display(args) => devices::display(args.vm.as_deref(), context, output),
         Command::Usb(command) => devices::usb(&command, context, output),
+        Command::Disposable(args) => disposable::run(&args, context, output),
+        Command::DisposableRun(args) => disposable::run_script(&args, context, output),
+        Command::DisposableName(args) => disposable::named(&args, context, output),
         _ => unreachable!("handled in run"),
     }
 }

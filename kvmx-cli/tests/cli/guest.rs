@@ -21,7 +21,7 @@ pub(crate) fn debian_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
     project
 }
 
-fn run_ok(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
+pub(crate) fn run_ok(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
     let output = sandbox.kvmx_in(project).args(args).output().unwrap();
     let (stdout, stderr) = output_text(&output);
     assert!(

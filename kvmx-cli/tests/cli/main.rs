@@ -3,6 +3,7 @@
 
 mod completions;
 mod config;
+mod disposable;
 mod guest;
 mod import;
 mod init;

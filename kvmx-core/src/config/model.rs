@@ -42,7 +42,9 @@ pub struct Config {
     pub display: Display,
     /// Management by `kvmx supervise`.
     pub supervise: Supervise,
-    /// Throwaway copies of this VM (as a template).
+    /// Running from a template's image (Qubes-like template VMs).
+    pub template: Template,
+    /// Disposable VMs made from this VM as their template.
     pub disposable: Disposable,
 }
 
@@ -394,6 +396,8 @@ pub enum ImageType {
 pub struct Network {
     /// Network mode.
     pub mode: NetworkMode,
+    /// User mode: cut the guest off; forwarded ports still reach it.
+    pub restrict: bool,
     /// Ports forwarded from the host to the guest (user mode).
     pub forwards: Vec<Forward>,
     /// Emulated network card.
@@ -412,6 +416,7 @@ impl Default for Network {
     fn default() -> Self {
         Network {
             mode: NetworkMode::User,
+            restrict: false,
             forwards: Vec::new(),
             nic_model: "virtio-net-pci".into(),
             dns: None,
@@ -735,11 +740,66 @@ impl Default for Supervise {
     }
 }
 
-/// `[disposable]`: throwaway copies of this VM, used as a template.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `[template]`: a VM whose root disk is made afresh from a template VM's
+/// image at every start; only its private disk persists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Template {
+    /// The template VM (a registered name); unset for a VM with its own image.
+    pub name: Option<VmName>,
+    /// How the fresh root is made.
+    pub root: TemplateRoot,
+    /// A private disk, made at the first start, for what must persist.
+    pub private_disk: bool,
+    /// Size of the private disk.
+    pub private_size: ByteSize,
+    /// Where the private disk is mounted in the guest.
+    pub private_mount: GuestPath,
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        Template {
+            name: None,
+            root: TemplateRoot::Overlay,
+            private_disk: true,
+            private_size: ByteSize::gib(2),
+            private_mount: "/home".parse().expect("valid default mount point"),
+        }
+    }
+}
+
+/// How a template-based VM's root is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateRoot {
+    /// A fresh qcow2 overlay file backed by the template's image.
+    Overlay,
+    /// QEMU's `-snapshot` on the template's image: no overlay file.
+    Snapshot,
+}
+
+/// `[disposable]`: throwaway VMs made from this VM as their template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Disposable {
+    /// Keep a saved running state after the first disposable boots, so
+    /// later ones restore it instead of booting.
+    pub warm: bool,
+    /// Guest memory of disposables; defaults to this VM's.
+    pub memory: Option<ByteSize>,
     /// A host folder of ClamAV signatures that `kvmx clamav` copies into
-    /// the copy, instead of using the template's own `/var/lib/clamav`.
+    /// the disposable, instead of using the template's own
+    /// `/var/lib/clamav`.
     pub clamav_database: Option<Utf8PathBuf>,
+}
+
+impl Default for Disposable {
+    fn default() -> Self {
+        Disposable {
+            warm: true,
+            memory: None,
+            clamav_database: None,
+        }
+    }
 }

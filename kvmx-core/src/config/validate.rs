@@ -98,6 +98,26 @@ fn check_image(config: &Config, problems: &mut Vec<Problem>) {
             "an image with a backing file must be qcow2: set format = \"qcow2\"".into(),
         ));
     }
+    if let Some(template) = &config.template.name {
+        if image.base.is_some() {
+            problems.push(problem(
+                &["template", "name"],
+                "a VM runs from a template or from a base box, not both: remove template.name or image.base".into(),
+            ));
+        }
+        if config.vm.name.as_ref() == Some(template) {
+            problems.push(problem(
+                &["template", "name"],
+                format!("{template} cannot be its own template: name another VM"),
+            ));
+        }
+    }
+    if config.network.restrict && config.network.mode != NetworkMode::User {
+        problems.push(problem(
+            &["network", "restrict"],
+            "restrict = true applies to user networking: set mode = \"user\" or remove it".into(),
+        ));
+    }
     if image.recreate_overlay && !image.backing {
         problems.push(problem(
             &["image", "recreate_overlay"],

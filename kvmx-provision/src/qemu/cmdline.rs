@@ -59,6 +59,8 @@ pub struct Launch {
     pub vnc_socket: Utf8PathBuf,
     /// The folder of the virtiofsd sockets.
     pub runtime_dir: Utf8PathBuf,
+    /// A template-based VM's private disk (raw), with its serial.
+    pub private_disk: Option<(Utf8PathBuf, String)>,
 }
 
 impl Launch {
@@ -101,6 +103,19 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
     args.push("-smp", hardware.cpus.to_string());
     args.push("-m", format!("{memory}M"));
     disks(config, &mut args);
+    if let Some((disk, serial)) = &launch.private_disk {
+        args.push(
+            "-drive",
+            format!(
+                "file={},id=private,format=raw,if=none",
+                escape(disk.as_str())
+            ),
+        );
+        args.push(
+            "-device",
+            format!("virtio-blk-pci,drive=private,serial={serial}"),
+        );
+    }
     if let Some(boot) = &launch.kernel_boot {
         args.push("-kernel", boot.kernel.as_str());
         args.push("-initrd", boot.initrd.as_str());
@@ -198,6 +213,9 @@ fn network(config: &Config, launch: &Launch, args: &mut Args) {
         }
         NetworkMode::User => {
             let mut netdev = String::from("user,id=net0");
+            if network.restrict {
+                netdev.push_str(",restrict=on");
+            }
             if let Some(port) = launch.ssh_port {
                 netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
             }
@@ -266,6 +284,9 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
 
 fn devices(config: &Config, args: &mut Args) {
     let hardware = &config.hardware;
+    // A fresh generation id at every start: a guest restored from a saved
+    // state learns it and reseeds its RNG (Linux 5.18+).
+    args.push("-device", "vmgenid,guid=auto");
     if hardware.virtio_rng {
         args.push("-object", "rng-random,id=rng0,filename=/dev/urandom");
         let mut device = String::from("virtio-rng-pci,rng=rng0");

@@ -1,0 +1,371 @@
+//! Disposable VMs: a throwaway VM made from a template for one task, whose
+//! files are all erased when it ends.
+//!
+//! A disposable is a template-based VM with a generated name and no private
+//! disk. Its data folder holds a record (`disposable.json`) with its config
+//! and its owner: the kvmx process that runs it, or none for a named
+//! disposable that stays up on its own. Whoever finds a disposable whose
+//! owner is gone (or, for a named one, whose QEMU is gone) erases it, so a
+//! killed kvmx leaves nothing behind for long.
+
+use camino::Utf8PathBuf;
+use kvmx_core::atomic_file::{self, Overwrite};
+use kvmx_core::config::values::{ByteSize, GuestPath, VmName};
+use kvmx_core::config::{Config, DisplayKind, NetworkMode, Share, ShareKind, TemplateRoot};
+use kvmx_core::{Layout, Registry};
+use serde::{Deserialize, Serialize};
+
+use crate::guest::OutputSink;
+use crate::vm::{Progress, UpReport};
+use crate::{Error, Vm};
+
+/// The record that makes a VM folder a disposable's.
+const RECORD: &str = "disposable.json";
+
+/// How a disposable differs from its template.
+#[derive(Debug, Clone)]
+pub struct DisposableOptions {
+    /// Its name; generated (`disp-` and six hex digits) when unset.
+    pub name: Option<VmName>,
+    /// Guest memory; defaults to the template's `disposable.memory`, then
+    /// to the template's own.
+    pub memory: Option<ByteSize>,
+    /// With `false` the guest reaches no network, the host included; SSH
+    /// from the host still reaches it.
+    pub network: bool,
+    /// Host folders shared into the guest (9p), as (host, guest).
+    pub shares: Vec<(Utf8PathBuf, GuestPath)>,
+}
+
+impl Default for DisposableOptions {
+    fn default() -> Self {
+        DisposableOptions {
+            name: None,
+            memory: None,
+            network: true,
+            shares: Vec::new(),
+        }
+    }
+}
+
+/// The process that runs a disposable; its start time tells a reused pid
+/// from the original.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Owner {
+    pid: i32,
+    started: u64,
+}
+
+impl Owner {
+    fn this_process() -> Owner {
+        let pid = std::process::id() as i32;
+        Owner {
+            pid,
+            started: process_start(pid).unwrap_or(0),
+        }
+    }
+
+    fn is_alive(&self) -> bool {
+        process_start(self.pid) == Some(self.started)
+    }
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat).
+fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    template: VmName,
+    template_config: Config,
+    config: Config,
+    owner: Option<Owner>,
+}
+
+/// A running (or about to run) disposable. Dropping it erases it; a named
+/// disposable that should stay up is [`Disposable::release`]d instead.
+#[derive(Debug)]
+pub struct Disposable {
+    vm: Vm,
+    done: bool,
+}
+
+impl Disposable {
+    /// Makes a disposable of `template` (not started yet: see
+    /// [`Disposable::boot`]). Leftovers of earlier disposables are erased
+    /// first.
+    pub fn create(
+        layout: &Layout,
+        template: &Vm,
+        options: DisposableOptions,
+    ) -> Result<Disposable, Error> {
+        if template.template.is_some() {
+            return Err(Error::Usage(format!(
+                "{} is template-based: a disposable's template must have its own image",
+                template.name
+            )));
+        }
+        sweep(layout);
+        let name = match options.name.clone() {
+            Some(name) => {
+                let taken = Registry::load(layout)?.get(name.as_str()).is_some()
+                    || layout.vm(&name).data.exists();
+                if taken {
+                    return Err(Error::Usage(format!(
+                        "the name {name} is taken by another VM: choose another"
+                    )));
+                }
+                name
+            }
+            None => fresh_name(layout)?,
+        };
+        let config = disposable_config(&name, template, &options)?;
+        let record = Record {
+            template: template.name.clone(),
+            template_config: template.config.clone(),
+            config,
+            owner: Some(Owner::this_process()),
+        };
+        let vm = record.vm(layout, name);
+        crate::state::ensure_private_dir(&vm.files.paths.data)?;
+        write_record(&vm, &record)?;
+        Ok(Disposable { vm, done: false })
+    }
+
+    /// Starts it and waits for SSH, then mounts its shares. On failure it
+    /// is erased.
+    pub fn boot(
+        &self,
+        progress: &mut dyn Progress,
+        sink: &mut dyn OutputSink,
+    ) -> Result<UpReport, Error> {
+        let booted = self
+            .vm
+            .up(true, progress)
+            .and_then(|report| self.vm.startup_hooks(sink).map(|()| report));
+        if booted.is_err() {
+            let _ = erase(&self.vm);
+        }
+        booted
+    }
+
+    /// The VM.
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// Powers it off and removes every file it made.
+    pub fn erase(mut self) -> Result<(), Error> {
+        self.done = true;
+        erase(&self.vm)
+    }
+
+    /// Leaves it running on its own, for `kvmx ssh NAME` and the like; it
+    /// is erased when it stops.
+    pub fn release(mut self) -> Result<(), Error> {
+        self.done = true;
+        let mut record = read_record(&self.vm.layout, &self.vm.name)
+            .ok_or_else(|| Error::Usage(format!("{} vanished while starting", self.vm.name)))?;
+        record.owner = None;
+        write_record(&self.vm, &record)
+    }
+}
+
+impl Drop for Disposable {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = erase(&self.vm);
+        }
+    }
+}
+
+impl Record {
+    fn vm(&self, layout: &Layout, name: VmName) -> Vm {
+        let template = Vm::new(layout, self.template.clone(), self.template_config.clone());
+        Vm::on_template(layout, name, self.config.clone(), template)
+    }
+}
+
+/// The config of a disposable: the template's system, with nothing of its
+/// project (no forwards, shares, provisioning, hooks or display).
+fn disposable_config(
+    name: &VmName,
+    template: &Vm,
+    options: &DisposableOptions,
+) -> Result<Config, Error> {
+    let source = &template.config;
+    let mut config = Config {
+        hardware: source.hardware.clone(),
+        create: source.create.clone(),
+        ssh: source.ssh.clone(),
+        supervise: source.supervise.clone(),
+        ..Config::default()
+    };
+    config.vm = source.vm.clone();
+    config.vm.name = Some(name.clone());
+    config.template.name = Some(template.name.clone());
+    config.template.root = TemplateRoot::Overlay;
+    config.template.private_disk = false;
+    if let Some(memory) = options.memory.or(source.disposable.memory) {
+        config.hardware.memory = memory;
+    }
+    config.network.mode = NetworkMode::User;
+    config.network.nic_model = source.network.nic_model.clone();
+    config.network.restrict = !options.network;
+    config.display.kind = DisplayKind::None;
+    for (index, (host, guest)) in options.shares.iter().enumerate() {
+        if !host.is_dir() {
+            return Err(Error::Usage(format!(
+                "--share {host}:{guest}: the host folder {host} does not exist"
+            )));
+        }
+        config.shares.push(Share {
+            id: format!("share{index}").parse().map_err(Error::Usage)?,
+            host: host.clone(),
+            guest: guest.clone(),
+            kind: ShareKind::NineP,
+            read_only: false,
+            msize: None,
+            cache: None,
+        });
+    }
+    Ok(config)
+}
+
+/// `disp-` and six random hex digits, not yet used.
+fn fresh_name(layout: &Layout) -> Result<VmName, Error> {
+    use std::io::Read;
+    let mut random = std::fs::File::open("/dev/urandom")
+        .map_err(Error::io("open", camino::Utf8Path::new("/dev/urandom")))?;
+    loop {
+        let mut bytes = [0u8; 3];
+        random
+            .read_exact(&mut bytes)
+            .map_err(Error::io("read", camino::Utf8Path::new("/dev/urandom")))?;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let name: VmName = format!("disp-{hex}").parse().map_err(Error::Usage)?;
+        if !layout.vm(&name).data.exists() {
+            return Ok(name);
+        }
+    }
+}
+
+fn write_record(vm: &Vm, record: &Record) -> Result<(), Error> {
+    let text = serde_json::to_vec_pretty(record).expect("records serialize");
+    atomic_file::write(&vm.files.paths.data.join(RECORD), &text, Overwrite::Yes)?;
+    Ok(())
+}
+
+fn read_record(layout: &Layout, name: &VmName) -> Option<Record> {
+    let text = std::fs::read_to_string(layout.vm(name).data.join(RECORD)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The disposable called `name`, if there is one.
+pub fn find(layout: &Layout, name: &str) -> Option<Vm> {
+    let name: VmName = name.parse().ok()?;
+    read_record(layout, &name).map(|record| record.vm(layout, name))
+}
+
+/// Whether `vm` is a disposable.
+pub fn is_disposable(vm: &Vm) -> bool {
+    vm.files.paths.data.join(RECORD).exists()
+}
+
+/// The names of the disposables made from `template`.
+pub fn of_template(layout: &Layout, template: &VmName) -> Vec<String> {
+    all(layout)
+        .into_iter()
+        .filter(|(_, record)| record.as_ref().is_some_and(|r| &r.template == template))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Every disposable folder, with its record when it can be read.
+fn all(layout: &Layout) -> Vec<(VmName, Option<Record>)> {
+    let Ok(entries) = std::fs::read_dir(&layout.data_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| entry.path().join(RECORD).exists())
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<VmName>().ok())
+        .map(|name| {
+            let record = read_record(layout, &name);
+            (name, record)
+        })
+        .collect()
+}
+
+/// Erases the disposables nobody runs any more: their kvmx is gone, or a
+/// named one's QEMU is. Returns their names.
+pub fn sweep(layout: &Layout) -> Vec<String> {
+    let mut erased = Vec::new();
+    for (name, record) in all(layout) {
+        let leftover = match &record {
+            None => true,
+            Some(Record {
+                owner: Some(owner), ..
+            }) => !owner.is_alive(),
+            Some(record) => {
+                let vm = record.vm(layout, name.clone());
+                !matches!(
+                    crate::state::RunLock::try_take(&vm.files),
+                    Ok(crate::state::RunLock::Busy)
+                )
+            }
+        };
+        if !leftover {
+            continue;
+        }
+        let removed = match record {
+            Some(record) => erase(&record.vm(layout, name.clone())),
+            None => remove_folders(&Vm::new(layout, name.clone(), Config::default())),
+        };
+        if removed.is_ok() {
+            erased.push(name.to_string());
+        }
+    }
+    erased
+}
+
+/// Kills a disposable's QEMU and removes its folders.
+pub fn erase(vm: &Vm) -> Result<(), Error> {
+    vm.kill()?;
+    remove_folders(vm)
+}
+
+/// Removes a disposable's folders: runtime first, the record last, so a
+/// half-done removal is found and finished by the next sweep.
+pub(crate) fn remove_folders(vm: &Vm) -> Result<(), Error> {
+    if !is_disposable(vm) {
+        return Ok(());
+    }
+    let paths = &vm.files.paths;
+    if paths.runtime.exists() {
+        std::fs::remove_dir_all(&paths.runtime).map_err(Error::io("remove", &paths.runtime))?;
+    }
+    let entries = std::fs::read_dir(&paths.data).map_err(Error::io("read", &paths.data))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.file_name() == Some(std::ffi::OsStr::new(RECORD)) {
+            continue;
+        }
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|source| {
+            Error::Core(kvmx_core::Error::io_doing("remove", &paths.data)(source))
+        })?;
+    }
+    std::fs::remove_dir_all(&paths.data).map_err(Error::io("remove", &paths.data))
+}

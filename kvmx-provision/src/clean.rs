@@ -7,8 +7,9 @@
 //! the original, renamed to its final name only when complete and never
 //! over an existing file. The original is only read.
 //!
-//! The functions here work in any running VM; [`crate::disposable`] gives
-//! them a throwaway one.
+//! [`clean_in`] and [`scan_in`] work in any running VM; `kvmx mat`,
+//! `pdf-cleaner` and `clamav` run them in a disposable (see
+//! [`crate::disposable`]) with no network and no shares.
 
 use std::io::ErrorKind;
 
@@ -87,13 +88,15 @@ impl Cleaner {
     }
 }
 
-/// A file and its clean copy.
+/// A file and its clean copy, or why there is none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cleaned {
     /// The original, untouched.
     pub file: Utf8PathBuf,
     /// The clean copy beside it.
-    pub result: Utf8PathBuf,
+    pub result: Option<Utf8PathBuf>,
+    /// Why the tool failed on this file (the others are still cleaned).
+    pub error: Option<String>,
 }
 
 /// Checks, before any work, that every file exists and that no result
@@ -121,7 +124,8 @@ fn check_inputs(paths: &[Utf8PathBuf], folders: bool) -> Result<(), Error> {
 }
 
 /// Cleans each of `files` in the running `vm`, writing each result beside
-/// its original.
+/// its original. A file the tool fails on gets an error and no result; a
+/// failure to reach the guest ends the work.
 pub fn clean_in(
     vm: &Vm,
     cleaner: Cleaner,
@@ -133,26 +137,46 @@ pub fn clean_in(
         let mut cleaned = Vec::new();
         for (index, file) in files.iter().enumerate() {
             progress.stage(&format!("{} on {file}", cleaner.tool()));
-            let input = cleaner.input_name(file, index);
-            upload(ssh, file, &format!("{work}/{input}"))?;
-            let (command, output) = cleaner.command(index, &input);
-            let mut said = Collected::default();
-            let status = ssh.run(&format!("cd {work} && {command}"), &mut said)?;
-            if !status.success() {
-                return Err(Error::Tool {
-                    what: format!("{} failed on {file} ({status})", cleaner.tool()),
-                    output: said.tail(TOOL_LINES),
-                });
-            }
-            let result = cleaner.target(file);
-            download_beside(ssh, &format!("{work}/{output}"), file, &result)?;
+            let (result, error) = match clean_one(ssh, work, cleaner, index, file) {
+                Ok(result) => (Some(result), None),
+                Err(error @ (Error::Tool { .. } | Error::TargetExists { .. })) => {
+                    (None, Some(error.to_string()))
+                }
+                Err(error) => return Err(error),
+            };
             cleaned.push(Cleaned {
                 file: file.clone(),
                 result,
+                error,
             });
         }
         Ok(cleaned)
     })
+}
+
+/// Cleans the `index`th file in the guest folder `work`; returns where the
+/// result went.
+fn clean_one(
+    ssh: &SshTarget,
+    work: &str,
+    cleaner: Cleaner,
+    index: usize,
+    file: &Utf8Path,
+) -> Result<Utf8PathBuf, Error> {
+    let input = cleaner.input_name(file, index);
+    upload(ssh, file, &format!("{work}/{input}"))?;
+    let (command, output) = cleaner.command(index, &input);
+    let mut said = Collected::default();
+    let status = ssh.run(&format!("cd {work} && {command}"), &mut said)?;
+    if !status.success() {
+        return Err(Error::Tool {
+            what: format!("{} failed on {file} ({status})", cleaner.tool()),
+            output: said.tail(TOOL_LINES),
+        });
+    }
+    let result = cleaner.target(file);
+    download_beside(ssh, &format!("{work}/{output}"), file, &result)?;
+    Ok(result)
 }
 
 /// A file ClamAV flagged.
@@ -182,14 +206,7 @@ pub fn scan_in(
     database: Option<&Utf8Path>,
     progress: &mut dyn Progress,
 ) -> Result<Scan, Error> {
-    check_inputs(paths, true)?;
-    if let Some(database) = database
-        && !database.is_dir()
-    {
-        return Err(Error::Usage(format!(
-            "the ClamAV signature folder {database} does not exist"
-        )));
-    }
+    check_scan(paths, database)?;
     in_guest_folder(vm, |ssh, work| {
         progress.stage("copying in");
         let mut command = "clamscan -r --infected --no-summary".to_owned();
@@ -227,6 +244,17 @@ pub fn scan_in(
             found,
         })
     })
+}
+
+/// Checks, before any work, that the paths and the signature folder exist.
+pub fn check_scan(paths: &[Utf8PathBuf], database: Option<&Utf8Path>) -> Result<(), Error> {
+    check_inputs(paths, true)?;
+    match database {
+        Some(database) if !database.is_dir() => Err(Error::Usage(format!(
+            "the ClamAV signature folder {database} does not exist"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// A clamscan line `WORK/INDEX[/REST]: SIGNATURE FOUND`, with the guest

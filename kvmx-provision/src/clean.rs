@@ -166,14 +166,10 @@ fn clean_one(
     let input = cleaner.input_name(file, index);
     upload(ssh, file, &format!("{work}/{input}"))?;
     let (command, output) = cleaner.command(index, &input);
-    let mut said = Collected::default();
-    let status = ssh.run(&format!("cd {work} && {command}"), &mut said)?;
-    if !status.success() {
-        return Err(Error::Tool {
-            what: format!("{} failed on {file} ({status})", cleaner.tool()),
-            output: said.tail(TOOL_LINES),
-        });
-    }
+    checked(
+        |said| ssh.run(&format!("cd {work} && {command}"), said),
+        || format!("{} failed on {file}", cleaner.tool()),
+    )?;
     let result = cleaner.target(file);
     download_beside(ssh, &format!("{work}/{output}"), file, &result)?;
     Ok(result)
@@ -292,15 +288,28 @@ fn in_guest_folder<T>(
 /// Copies host `source` (a file or a folder) to the guest path
 /// `destination`.
 fn upload(ssh: &SshTarget, source: &Utf8Path, destination: &str) -> Result<(), Error> {
+    checked(
+        |said| ssh.upload(source, destination, said),
+        || format!("copying {source} into the guest failed"),
+    )
+}
+
+/// Runs a step in the guest (a command or a copy) with its output
+/// collected; unless it succeeds, fails with `what` and the end of the
+/// output.
+fn checked(
+    step: impl FnOnce(&mut Collected) -> Result<std::process::ExitStatus, Error>,
+    what: impl FnOnce() -> String,
+) -> Result<(), Error> {
     let mut said = Collected::default();
-    let status = ssh.upload(source, destination, &mut said)?;
-    if !status.success() {
-        return Err(Error::Tool {
-            what: format!("copying {source} into the guest failed ({status})"),
-            output: said.tail(TOOL_LINES),
-        });
+    let status = step(&mut said)?;
+    if status.success() {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::Tool {
+        what: format!("{} ({status})", what()),
+        output: said.tail(TOOL_LINES),
+    })
 }
 
 /// Copies the guest file `source` to a temporary file beside `original`
@@ -320,14 +329,10 @@ fn download_beside(
         .map_err(Error::io("create a file in", folder))?
         .into_temp_path();
     let partial_path = Utf8Path::from_path(&partial).expect("a UTF-8 folder and name");
-    let mut said = Collected::default();
-    let status = ssh.download(source, partial_path, &mut said)?;
-    if !status.success() {
-        return Err(Error::Tool {
-            what: format!("copying the result for {original} out of the guest failed ({status})"),
-            output: said.tail(TOOL_LINES),
-        });
-    }
+    checked(
+        |said| ssh.download(source, partial_path, said),
+        || format!("copying the result for {original} out of the guest failed"),
+    )?;
     let permissions = original
         .metadata()
         .map_err(Error::io("read", original))?

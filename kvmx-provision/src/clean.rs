@@ -228,6 +228,17 @@ pub fn scan_in(
         match status.code() {
             Some(0) => {}
             Some(1) if !found.is_empty() => {}
+            _ if said
+                .tail(TOOL_LINES)
+                .contains("No supported database files found") =>
+            {
+                return Err(Error::Usage(
+                    "clamscan found no signatures: fetch them in the template with freshclam \
+                     (examples/sanitizer does it when provisioned), or name a host folder of \
+                     signatures in disposable.clamav_database"
+                        .into(),
+                ));
+            }
             _ => {
                 return Err(Error::Tool {
                     what: format!("clamscan failed ({status})"),

@@ -172,6 +172,13 @@ impl GuestSetup {
                 overlay.owned_file(&path, skel.mode, id, id, skel.contents.clone());
             }
         }
+        // The user's systemd instance runs from boot instead of starting at
+        // each SSH login and stopping after it: every kvmx command logs in.
+        overlay.dir("var/lib/systemd/linger", 0o755, 0, 0).file(
+            &format!("var/lib/systemd/linger/{name}"),
+            0o644,
+            "",
+        );
         let mut keys = self.authorized_keys.join("\n");
         keys.push('\n');
         overlay

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::guest::OutputSink;
 use crate::vm::{Progress, UpReport};
+use crate::warm::{WarmRun, WarmState, memory_file};
 use crate::{Error, Vm};
 
 /// The record that makes a VM folder a disposable's.
@@ -146,14 +147,58 @@ impl Disposable {
         progress: &mut dyn Progress,
         sink: &mut dyn OutputSink,
     ) -> Result<UpReport, Error> {
-        let booted = self
-            .vm
-            .up(true, progress)
-            .and_then(|report| self.vm.startup_hooks(sink).map(|()| report));
+        let booted = self.start(progress).and_then(|report| {
+            self.vm.startup_hooks(sink)?;
+            Ok(report)
+        });
         if booted.is_err() {
             let _ = erase(&self.vm);
         }
         booted
+    }
+
+    /// Restores the template's warm state when there is one; otherwise
+    /// boots, and saves the warm state for the next disposables.
+    fn start(&self, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+        if let Some(state) = crate::warm::find(&self.vm) {
+            match self.restore(&state, progress) {
+                Ok(report) => return Ok(report),
+                Err(error) => {
+                    progress.note(&format!(
+                        "the warm state did not restore ({error}); booting instead"
+                    ));
+                    crate::warm::discard(&state);
+                }
+            }
+        }
+        let Some(fresh) = crate::warm::new_folder(&self.vm)? else {
+            return self.vm.up(true, progress);
+        };
+        // Boot with the memory in the state's file, save, and come back
+        // restored like every later sibling.
+        let report = self
+            .vm
+            .start(true, Some(WarmRun::Save(&memory_file(&fresh))), progress)?;
+        progress.stage("saving the warm state for the next disposables");
+        match crate::warm::save(&self.vm, &fresh, report.accelerator) {
+            Ok(state) => self.restore(&state, progress),
+            Err(error) => {
+                progress.note(&format!(
+                    "no warm state was saved ({error}); booting instead"
+                ));
+                let _ = std::fs::remove_dir_all(&fresh);
+                self.vm.halt();
+                self.vm.up(true, progress)
+            }
+        }
+    }
+
+    fn restore(&self, state: &WarmState, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+        let restored = self.vm.start(true, Some(WarmRun::Restore(state)), progress);
+        if restored.is_err() {
+            self.vm.halt();
+        }
+        restored
     }
 
     /// The VM.

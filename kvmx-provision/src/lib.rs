@@ -22,6 +22,7 @@ pub mod state;
 mod template;
 pub mod virtiofs;
 mod vm;
+pub mod warm;
 
 pub use error::Error;
 pub use vm::{Progress, Silent, State, Status, StopStep, UpReport, Vm};

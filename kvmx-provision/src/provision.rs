@@ -201,7 +201,7 @@ fn sync(
 }
 
 /// A short, stable digest (FNV-1a) of `text`, to tell configs apart.
-fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
         (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     });

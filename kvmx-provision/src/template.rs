@@ -174,8 +174,11 @@ impl Vm {
     /// Before a start: a fresh root overlay for a template-based VM (or a
     /// base-box overlay with `recreate_overlay`), and the private disk at
     /// the first start.
-    pub(crate) fn prepare_disks(&self) -> Result<(), Error> {
-        if let Some(template) = &self.template {
+    /// A restored disposable's root is an overlay on the `warm_disk`.
+    pub(crate) fn prepare_disks(&self, warm_disk: Option<&Utf8Path>) -> Result<(), Error> {
+        if let Some(disk) = warm_disk {
+            make_overlay(&self.image(), disk, ImageFormat::Qcow2)?;
+        } else if let Some(template) = &self.template {
             let image = template.image();
             if !image.exists() {
                 return Err(Error::Usage(format!(

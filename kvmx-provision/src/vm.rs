@@ -19,6 +19,7 @@ use crate::qemu::{self, Accel, KernelBoot, Launch};
 use crate::qmp::Qmp;
 use crate::ssh::SshTarget;
 use crate::state::{self, PortForward, RunLock, RunState};
+use crate::warm::WarmRun;
 
 /// How long QMP calls may take.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -243,6 +244,17 @@ impl Vm {
     /// Starts the VM and, with `wait_for_ssh`, waits until the guest
     /// answers SSH (when SSH is enabled). A running VM is left as it is.
     pub fn up(&self, wait_for_ssh: bool, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+        self.start(wait_for_ssh, None, progress)
+    }
+
+    /// Starts the VM, booting it, or restoring a warm state of its
+    /// template (and then setting its clock).
+    pub(crate) fn start(
+        &self,
+        wait_for_ssh: bool,
+        warm: Option<WarmRun>,
+        progress: &mut dyn Progress,
+    ) -> Result<UpReport, Error> {
         let started_at = Instant::now();
         self.files.check_socket_paths()?;
         let lock = match RunLock::try_take(&self.files)? {
@@ -259,14 +271,27 @@ impl Vm {
         }
         state::clear(&self.files);
         let backing_locks = self.take_backing_locks()?;
-        self.prepare_disks()?;
+        let restore = match warm {
+            Some(WarmRun::Restore(state)) => Some(state),
+            _ => None,
+        };
+        self.prepare_disks(restore.map(|state| state.disk()).as_deref())?;
         let image = self.image();
         if !image.exists() {
             return Err(Error::NoImage { path: image });
         }
         self.check_shares()?;
-        progress.stage("choosing the accelerator");
-        let choice = qemu::accel::choose(self.config.hardware.accelerator, qemu::QEMU)?;
+        let choice = match restore {
+            // A saved state restores under the accelerator it ran under.
+            Some(warm) => qemu::accel::AccelChoice {
+                accel: warm.facts.accelerator,
+                fallback_reason: None,
+            },
+            None => {
+                progress.stage("choosing the accelerator");
+                qemu::accel::choose(self.config.hardware.accelerator, qemu::QEMU)?
+            }
+        };
         if let Some(reason) = &choice.fallback_reason {
             progress.note(&format!("using TCG (software emulation): {reason}"));
         }
@@ -274,12 +299,22 @@ impl Vm {
         progress.stage("starting QEMU");
         let ssh_port = self.wants_ssh().then(free_port).transpose()?;
         let locks: Vec<&File> = std::iter::once(&lock).chain(&backing_locks).collect();
-        let run = self.spawn_qemu(&locks, choice.accel, ssh_port, forwards, image)?;
+        let launch = self.launch(choice.accel, ssh_port, warm)?;
+        let run = self.spawn_qemu(&locks, &launch, forwards, image)?;
         drop(lock);
         drop(backing_locks);
-        if let (Some(port), true) = (ssh_port, wait_for_ssh) {
-            progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
-            self.wait_for_ssh(run.pid)?;
+        match (ssh_port, wait_for_ssh, restore) {
+            (Some(_), true, Some(state)) => {
+                progress.stage("restoring the warm state");
+                crate::warm::load(self, state)?;
+                let timeout = Duration::from_secs(self.config.supervise.boot_timeout);
+                crate::warm::wake(&self.ssh_target()?, timeout)?;
+            }
+            (Some(port), true, None) => {
+                progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
+                self.wait_for_ssh(run.pid)?;
+            }
+            _ => {}
         }
         Ok(UpReport {
             started: true,
@@ -395,15 +430,19 @@ impl Vm {
         }))
     }
 
-    fn spawn_qemu(
+    /// What this run needs beyond the config.
+    fn launch(
         &self,
-        locks: &[&File],
         accel: Accel,
         ssh_port: Option<u16>,
-        mut forwards: Vec<PortForward>,
-        image: Utf8PathBuf,
-    ) -> Result<RunState, Error> {
-        let launch = Launch {
+        warm: Option<WarmRun>,
+    ) -> Result<Launch, Error> {
+        let memory_file = match warm {
+            Some(WarmRun::Save(memory)) => Some((memory.to_owned(), true)),
+            Some(WarmRun::Restore(state)) => Some((state.memory(), false)),
+            None => None,
+        };
+        Ok(Launch {
             accel,
             ssh_port,
             kernel_boot: self.kernel_boot()?,
@@ -413,10 +452,21 @@ impl Vm {
             spice_socket: self.files.spice_socket(),
             vnc_socket: self.files.vnc_socket(),
             runtime_dir: self.files.paths.runtime.clone(),
+            memory_file,
+            incoming: matches!(warm, Some(WarmRun::Restore(_))),
             private_disk: self
                 .private_disk()
                 .map(|disk| (disk, crate::template::private_serial().into())),
-        };
+        })
+    }
+
+    fn spawn_qemu(
+        &self,
+        locks: &[&File],
+        launch: &Launch,
+        mut forwards: Vec<PortForward>,
+        image: Utf8PathBuf,
+    ) -> Result<RunState, Error> {
         std::fs::create_dir_all(&self.files.paths.data)
             .map_err(Error::io("create", &self.files.paths.data))?;
         for share in self
@@ -441,7 +491,7 @@ impl Vm {
             state::hand_down(lock)?;
         }
         let mut child = Command::new(qemu::QEMU)
-            .args(qemu::qemu_args(&self.config, &launch))
+            .args(qemu::qemu_args(&self.config, launch))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -452,7 +502,7 @@ impl Vm {
                 source,
             })?;
         let pid = child.id() as i32;
-        if let Some(port) = ssh_port {
+        if let Some(port) = launch.ssh_port {
             forwards.insert(
                 0,
                 PortForward {
@@ -466,8 +516,8 @@ impl Vm {
         let run = RunState {
             pid,
             started_at: now(),
-            accelerator: accel,
-            ssh_port,
+            accelerator: launch.accel,
+            ssh_port: launch.ssh_port,
             forwards,
             image,
             backing: self.backing_name(),
@@ -688,6 +738,19 @@ impl Vm {
         self.wait_for_lock_release();
         self.cleared();
         step
+    }
+
+    /// Quits QEMU at once and forgets the run, keeping every file.
+    pub(crate) fn halt(&self) {
+        if let Ok(Some(run)) = self.running_state() {
+            let _ = self.qmp().and_then(|mut q| Ok(q.execute("quit", None)?));
+            if !wait_exit(run.pid, QUIT_DEADLINE) {
+                signal(run.pid, Signal::SIGKILL);
+                wait_exit(run.pid, QUIT_DEADLINE);
+            }
+            self.wait_for_lock_release();
+        }
+        state::clear(&self.files);
     }
 
     /// Forgets the run; a disposable is erased once it stops.

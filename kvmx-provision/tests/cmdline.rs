@@ -33,6 +33,8 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         spice_socket: run.join("spice.sock"),
         vnc_socket: run.join("vnc.sock"),
         runtime_dir: run,
+        memory_file: None,
+        incoming: false,
         private_disk: None,
     }
 }

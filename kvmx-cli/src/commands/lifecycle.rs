@@ -31,7 +31,8 @@ pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<V
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    if !vm.image().exists() {
+    // A template-based VM's root is made from its template's image.
+    if vm.template.is_none() && !vm.image().exists() {
         output.info(&format!("{} has no image yet; building it", vm.name));
         let report = crate::create::build_image(
             &vm.name,

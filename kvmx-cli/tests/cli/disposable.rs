@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::guest::{debian_vm, run_ok};
 use crate::{Sandbox, output_text};
@@ -208,6 +209,39 @@ fn disposables_run_once_and_leave_nothing_behind() {
         !Path::new(&format!("/proc/{qemu}")).exists(),
         "QEMU is gone"
     );
+
+    // Siblings restored from the warm state that the first disposable saved
+    // (a while ago by now) share no random state, and have the host's time.
+    let probe = "cat /proc/sys/kernel/random/uuid; head -c 16 /dev/urandom | od -An -tx1; date +%s";
+    let sibling = || {
+        let output = sandbox
+            .kvmx_in(&tmpl)
+            .args(["disposable", "tmpl", "--", probe])
+            .output()
+            .unwrap();
+        let host_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (stdout, stderr) = output_text(&output);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains("restoring the warm state"), "{stderr}");
+        let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
+        let guest_now: u64 = lines[2].trim().parse().unwrap();
+        assert!(
+            host_now.abs_diff(guest_now) <= 5,
+            "guest clock {guest_now}, host clock {host_now}"
+        );
+        (lines[0].clone(), lines[1].clone())
+    };
+    let (uuid_a, random_a) = sibling();
+    let (uuid_b, random_b) = sibling();
+    assert_ne!(uuid_a, uuid_b, "restored siblings share their RNG state");
+    assert_ne!(
+        random_a, random_b,
+        "restored siblings share their RNG state"
+    );
+    assert_no_disposables(&sandbox);
 
     // Without network the guest cannot reach the host; with it, it can.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -59,6 +59,12 @@ pub struct Launch {
     pub vnc_socket: Utf8PathBuf,
     /// The folder of the virtiofsd sockets.
     pub runtime_dir: Utf8PathBuf,
+    /// Guest memory in this file instead of an anonymous memfd, mapped
+    /// shared (writes reach the file) or private (copy-on-write).
+    pub memory_file: Option<(Utf8PathBuf, bool)>,
+    /// Wait for a saved state through QMP (`-incoming defer`) instead of
+    /// booting.
+    pub incoming: bool,
     /// A template-based VM's private disk (raw), with its serial.
     pub private_disk: Option<(Utf8PathBuf, String)>,
 }
@@ -82,10 +88,15 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
     // Guest memory is a shared memfd from boot: vhost-user devices
     // (virtiofs) need it, and only then can a folder be hot-plugged later.
     let memory = hardware.memory.as_mib();
-    args.push(
-        "-object",
-        format!("memory-backend-memfd,id=mem0,size={memory}M,share=on"),
-    );
+    let backend = match &launch.memory_file {
+        None => format!("memory-backend-memfd,id=mem0,size={memory}M,share=on"),
+        Some((path, shared)) => format!(
+            "memory-backend-file,id=mem0,size={memory}M,mem-path={},share={}",
+            escape(path.as_str()),
+            if *shared { "on" } else { "off" }
+        ),
+    };
+    args.push("-object", backend);
     args.push(
         "-machine",
         format!(
@@ -111,9 +122,10 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
                 escape(disk.as_str())
             ),
         );
+        // In the last PCI slot: SeaBIOS boots the first disk it finds.
         args.push(
             "-device",
-            format!("virtio-blk-pci,drive=private,serial={serial}"),
+            format!("virtio-blk-pci,drive=private,serial={serial},addr=0x1f"),
         );
     }
     if let Some(boot) = &launch.kernel_boot {
@@ -142,6 +154,9 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
         ),
     );
     args.push("-mon", "chardev=qmp0,mode=control");
+    if launch.incoming {
+        args.push("-incoming", "defer");
+    }
     args.0.extend(hardware.qemu_args.iter().cloned());
     args.0
 }

@@ -1,0 +1,87 @@
+#!/bin/bash
+# Measures disposables, in one run on one template:
+#   cold  = `kvmx disposable T -- true` that boots the template's system
+#           (warm state disabled)
+#   warm  = the same, restored from the template's warm state (median of 5)
+#   ratio = warm / cold
+#   mat   = `kvmx mat` of one PDF in a disposable of the sanitizer example
+#           (skipped with --no-mat)
+# usage: bench/disposable.sh [--no-mat] [path/to/kvmx]
+# Builds the images it needs first (with a warm bootstrap cache in
+# KVMX_CACHE_DIR this takes a minute or two). Uses TCG unless KVMX_ACCEL
+# says otherwise.
+set -euo pipefail
+
+mat=yes
+if [ "${1:-}" = --no-mat ]; then mat=no; shift; fi
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-$here/target/release/kvmx}
+[ -x "$bin" ] || { echo "no kvmx at $bin (cargo build --release)" >&2; exit 2; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kvmx-bench.XXXXXX")
+export KVMX_HOME=$work/home
+export KVMX_ACCEL=${KVMX_ACCEL:-tcg}
+cleanup() {
+    "$bin" -q disposable --cleanup >/dev/null 2>&1 || true
+    "$bin" -q kill tmpl >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/tmpl"
+(cd "$work/tmpl" && "$bin" -q init >/dev/null)
+write_config() {
+    cat > "$work/tmpl/kvmx.toml" <<TOML
+[hardware]
+memory = "1G"
+[image]
+size = "3G"
+[disposable]
+warm = $1
+[supervise]
+boot_timeout = 600
+TOML
+}
+write_config false
+
+now() { date +%s.%N; }
+elapsed() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
+ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); elapsed "$t0" "$t1"; }
+
+echo "building and booting the template once..." >&2
+"$bin" -q up tmpl >/dev/null
+"$bin" -q stop tmpl >/dev/null
+
+echo "cold disposable..." >&2
+cold=$(timed "$bin" disposable tmpl -- true)
+
+write_config true
+echo "first warm-enabled disposable (boots and saves the state)..." >&2
+first=$(timed "$bin" disposable tmpl -- true)
+
+echo "warm disposables..." >&2
+warm=$(for _ in 1 2 3 4 5; do timed "$bin" disposable tmpl -- true; done | median)
+
+mat_time=skipped
+if [ "$mat" = yes ]; then
+    echo "kvmx mat on one PDF (sanitizer template)..." >&2
+    cp -r "$here/examples/sanitizer" "$work/sanitizer"
+    (cd "$work/sanitizer" && "$bin" -q init --force >/dev/null 2>&1 || true)
+    cp "$here/examples/sanitizer/kvmx.toml" "$work/sanitizer/kvmx.toml"
+    "$bin" -q up sanitizer >/dev/null
+    "$bin" -q stop sanitizer >/dev/null
+    printf '%%PDF-1.4\n1 0 obj <</Type/Catalog/Pages 2 0 R>> endobj\n2 0 obj <</Type/Pages/Kids[3 0 R]/Count 1>> endobj\n3 0 obj <</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>> endobj\n4 0 obj <</Author(bench)>> endobj\ntrailer <</Root 1 0 R/Info 4 0 R>>\n%%%%EOF\n' > "$work/doc.pdf"
+    # The first run saves the sanitizer's warm state; time the second.
+    "$bin" -q mat sanitizer "$work/doc.pdf" >/dev/null 2>&1 || true
+    rm -f "$work"/doc.cleaned.pdf
+    mat_time=$(timed "$bin" mat sanitizer "$work/doc.pdf")
+fi
+
+printf '%-44s %8s\n' "measure" "seconds"
+printf '%-44s %8s\n' "cold disposable -- true (boot)" "$cold"
+printf '%-44s %8s\n' "first disposable with warm state (boot+save)" "$first"
+printf '%-44s %8s\n' "warm disposable -- true (restore, median 5)" "$warm"
+printf '%-44s %8s\n' "kvmx mat, one PDF" "$mat_time"
+printf 'warm/cold ratio: %s (goal: warm <= 2 s)\n' "$(ratio "$warm" "$cold")"

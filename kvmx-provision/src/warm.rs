@@ -1,0 +1,278 @@
+//! Warm disposables: a template's disposables restore a saved running
+//! state instead of booting.
+//!
+//! The first disposable of a template boots with its guest memory in a
+//! file (mapped shared), and once SSH answers kvmx saves the device state
+//! with QEMU's migration to a file, skipping the memory
+//! (`x-ignore-shared`: it is already in the file), keeps its disk overlay,
+//! and quits. Every disposable, that one included, then starts from the
+//! state: the memory file mapped private (copy-on-write, read lazily), a
+//! fresh overlay on the saved disk, the device state loaded through
+//! `-incoming defer`. Saving takes a fraction of a second and the state is
+//! a few hundred kilobytes beside the memory file.
+//!
+//! A restored guest gets a fresh `vmgenid` (QEMU makes one at every start
+//! and tells the guest on restore; Linux reseeds its RNG from it), so
+//! siblings share no random state, and its clock is set from the host's
+//! in the first command. A state is kept per template and per shape of the
+//! disposable, and is thrown away when the template's image or QEMU
+//! changes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use camino::{Utf8Path, Utf8PathBuf};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::qemu::Accel;
+use crate::ssh::SshTarget;
+use crate::{Error, Vm};
+
+/// How long saving or loading the device state may take.
+const MIGRATION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A saved state that disposables start from.
+#[derive(Debug, Clone)]
+pub struct WarmState {
+    /// Its folder.
+    pub dir: Utf8PathBuf,
+    /// What it depends on.
+    pub facts: Facts,
+}
+
+/// What a saved state depends on; any change makes it stale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The template image's size, modification time (ns) and inode.
+    pub template_image: FileId,
+    /// The same of the QEMU binary.
+    pub qemu: FileId,
+    /// The accelerator it ran under (a state restores under the same).
+    pub accelerator: Accel,
+}
+
+/// Size, modification time in nanoseconds, and inode of a file.
+pub type FileId = (u64, i128, u64);
+
+impl WarmState {
+    /// The disk at the moment of saving (a qcow2 overlay on the template's
+    /// image); restores run on overlays of it.
+    pub fn disk(&self) -> Utf8PathBuf {
+        disk_in(&self.dir)
+    }
+
+    /// The guest memory.
+    pub fn memory(&self) -> Utf8PathBuf {
+        memory_file(&self.dir)
+    }
+
+    fn devices(&self) -> Utf8PathBuf {
+        self.dir.join("devices.state")
+    }
+}
+
+fn disk_in(dir: &Utf8Path) -> Utf8PathBuf {
+    dir.join("disk.qcow2")
+}
+
+/// The guest memory file of a state in `dir`.
+pub(crate) fn memory_file(dir: &Utf8Path) -> Utf8PathBuf {
+    dir.join("memory.ram")
+}
+
+/// How a start uses a warm state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WarmRun<'a> {
+    /// Boot with the memory in this file, to be saved.
+    Save(&'a Utf8Path),
+    /// Restore this state.
+    Restore(&'a WarmState),
+}
+
+/// The folder of the warm state for a disposable `vm` (of its template),
+/// `None` when it should have none.
+fn folder(vm: &Vm) -> Option<Utf8PathBuf> {
+    let template = vm.template.as_deref()?;
+    if !template.config.disposable.warm || !vm.config.shares.is_empty() {
+        return None;
+    }
+    // Everything of the disposable that the guest can see, without what
+    // differs between siblings (name, paths).
+    let mut shape = vm.config.clone();
+    shape.vm.name = None;
+    shape.image.path = None;
+    let text = serde_json::to_string(&shape).expect("configs serialize");
+    let key = crate::provision::digest(&format!("{}{text}", env!("CARGO_PKG_VERSION")));
+    Some(template.files.paths.data.join("warm").join(key))
+}
+
+fn file_id(path: &Utf8Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let nanos = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Some((meta.len(), nanos, meta.ino()))
+}
+
+fn qemu_binary() -> Option<Utf8PathBuf> {
+    let path = std::env::var("PATH").ok()?;
+    path.split(':')
+        .map(|dir| Utf8Path::new(dir).join(crate::qemu::QEMU))
+        .find(|candidate| candidate.is_file())
+}
+
+fn current_facts(vm: &Vm, accelerator: Accel) -> Option<Facts> {
+    Some(Facts {
+        template_image: file_id(&vm.system().image())?,
+        qemu: file_id(&qemu_binary()?)?,
+        accelerator,
+    })
+}
+
+/// The usable warm state for the disposable `vm`; a stale one is removed.
+pub fn find(vm: &Vm) -> Option<WarmState> {
+    let dir = folder(vm)?;
+    let text = std::fs::read_to_string(dir.join("facts.json")).ok()?;
+    let facts: Facts = serde_json::from_str(&text).ok()?;
+    if current_facts(vm, facts.accelerator).as_ref() != Some(&facts) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return None;
+    }
+    Some(WarmState { dir, facts })
+}
+
+/// Throws a state away (it failed to restore).
+pub fn discard(state: &WarmState) {
+    let _ = std::fs::remove_dir_all(&state.dir);
+}
+
+/// A folder in which to save a new warm state for `vm`, when it should
+/// have one.
+pub(crate) fn new_folder(vm: &Vm) -> Result<Option<Utf8PathBuf>, Error> {
+    let Some(dir) = folder(vm) else {
+        return Ok(None);
+    };
+    let parent = dir.parent().expect("the warm folder has a parent");
+    let fresh = parent.join(format!(".new-{}", vm.name));
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(Error::io("create", &fresh))?;
+    Ok(Some(fresh))
+}
+
+/// Saves the running `vm`, booted with its memory in `fresh`'s memory
+/// file, into `fresh`, quits it, and makes `fresh` the template's state.
+pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<WarmState, Error> {
+    let facts = current_facts(vm, accelerator)
+        .ok_or_else(|| Error::Usage("cannot read the template's image or QEMU".into()))?;
+    let mut qmp = vm.qmp()?;
+    qmp.execute("stop", None)?;
+    qmp.execute("migrate-set-capabilities", Some(ignore_shared()))?;
+    let devices = fresh.join("devices.state");
+    let uri = format!("exec:cat > {}", crate::guest::quote(devices.as_str()));
+    qmp.execute("migrate", Some(json!({ "uri": uri })))?;
+    drop(qmp);
+    wait_for_migration(vm)?;
+    vm.halt();
+    let disk = disk_in(fresh);
+    std::fs::rename(vm.image(), &disk).map_err(Error::io("keep", &disk))?;
+    let text = serde_json::to_vec_pretty(&facts).expect("facts serialize");
+    kvmx_core::atomic_file::write(
+        &fresh.join("facts.json"),
+        &text,
+        kvmx_core::atomic_file::Overwrite::Yes,
+    )?;
+    let dir = folder(vm).expect("a warm folder was chosen");
+    std::fs::rename(fresh, &dir).map_err(Error::io("keep", &dir))?;
+    Ok(WarmState { dir, facts })
+}
+
+/// Loads the saved device state into the QEMU just started with
+/// `-incoming defer` on the state's memory, and lets the guest run.
+pub(crate) fn load(vm: &Vm, state: &WarmState) -> Result<(), Error> {
+    let mut qmp = vm.qmp()?;
+    qmp.execute("migrate-set-capabilities", Some(ignore_shared()))?;
+    let uri = format!("exec:cat {}", crate::guest::quote(state.devices().as_str()));
+    qmp.execute("migrate-incoming", Some(json!({ "uri": uri })))?;
+    drop(qmp);
+    wait_for_migration(vm)?;
+    // The guest was paused when it was saved, and arrives paused.
+    vm.qmp()?.execute("cont", None)?;
+    Ok(())
+}
+
+/// The memory is in the file both sides map, so the migration skips it.
+fn ignore_shared() -> Value {
+    json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] })
+}
+
+fn wait_for_migration(vm: &Vm) -> Result<(), Error> {
+    let deadline = Instant::now() + MIGRATION_DEADLINE;
+    loop {
+        let info = vm.qmp()?.execute("query-migrate", None)?;
+        match info["status"].as_str() {
+            Some("completed") => return Ok(()),
+            Some("failed" | "cancelled") => {
+                return Err(Error::Usage(format!(
+                    "QEMU could not save or load the warm state: {}",
+                    info["error-desc"].as_str().unwrap_or("it gave no reason")
+                )));
+            }
+            _ if Instant::now() > deadline => {
+                return Err(Error::Usage(
+                    "saving or loading the warm state took too long".into(),
+                ));
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Waits until the restored guest answers SSH, and sets its clock: the
+/// host sends its time only once the guest is ready to set it, so the
+/// time the login took does not count.
+pub(crate) fn wake(target: &SshTarget, deadline: Duration) -> Result<(), Error> {
+    let end = Instant::now() + deadline;
+    loop {
+        if set_clock(target)? {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            return Err(Error::Usage(
+                "the restored disposable did not answer SSH".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn set_clock(target: &SshTarget) -> Result<bool, Error> {
+    let mut child = target
+        .command()
+        .args([
+            "--",
+            "sudo -n sh -c 'echo ready; read now; date -u -s \"@$now\" >/dev/null'",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            program: "ssh".into(),
+            source,
+        })?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let ready = BufReader::new(stdout).read_line(&mut line).is_ok() && line.trim() == "ready";
+    if ready && let Some(mut stdin) = child.stdin.take() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let _ = writeln!(stdin, "{}.{:09}", now.as_secs(), now.subsec_nanos());
+    }
+    let status = child.wait().map_err(|source| Error::Spawn {
+        program: "ssh".into(),
+        source,
+    })?;
+    Ok(ready && status.success())
+}

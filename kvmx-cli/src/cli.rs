@@ -112,6 +112,14 @@ pub enum Command {
     /// Start a named throwaway copy of a template that stays up (for
     /// `kvmx ssh NAME`) and is erased when it stops.
     DisposableName(DisposableNameArgs),
+    /// Remove metadata from files with mat2; each result is NAME.cleaned.EXT.
+    Mat(SanitizeArgs),
+    /// Rebuild PDFs from images of their pages, so nothing active survives;
+    /// each result is NAME.flattened.pdf.
+    PdfCleaner(SanitizeArgs),
+    /// Scan files or folders for viruses with ClamAV; exits 1 when
+    /// something is found.
+    Clamav(SanitizeArgs),
 }
 
 /// How a disposable differs from its template.
@@ -174,6 +182,20 @@ pub struct DisposableNameArgs {
     /// How it differs from the template.
     #[command(flatten)]
     pub options: DisposableOptionArgs,
+}
+
+/// `kvmx mat`, `pdf-cleaner` and `clamav`: the work runs in a throwaway
+/// copy of a template VM with no network and no shares; files are copied
+/// in, only results come out, and originals are never changed.
+#[derive(Debug, Args)]
+pub struct SanitizeArgs {
+    /// The template: a registered VM name or a project folder (see
+    /// examples/sanitizer).
+    pub template: String,
+    /// Files to work on (folders too for `clamav`). A result is written
+    /// beside its file, never over an existing one.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<Utf8PathBuf>,
 }
 
 /// `kvmx usb ...`.

@@ -120,7 +120,8 @@ impl From<kvmx_provision::Error> for CommandError {
         let kind = match &error {
             E::Core(kvmx_core::Error::Config(_)) => Kind::Config,
             E::Core(kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. })
-            | E::Usage(_) => Kind::Usage,
+            | E::Usage(_)
+            | E::TargetExists { .. } => Kind::Usage,
             // The guest command's own status, so scripts can test it.
             E::Step(step) => Kind::Guest(u8::try_from(step.code).unwrap_or(1).max(1)),
             _ => Kind::Failure,

@@ -290,6 +290,11 @@ const BAD_TOML: &[(&str, &str, usize)] = &[
     ("bad host name", "[vm]\nhostname = \"under_score\"\n", 2),
     ("bad resolution", "[display]\nresolution = \"big\"\n", 2),
     ("bad password", "[vm]\npassword = \"hunter2\"\n", 2),
+    (
+        "empty signature folder",
+        "[disposable]\nclamav_database = \"\"\n",
+        2,
+    ),
 ];
 
 const BAD_LEGACY: &[(&str, &str, usize)] = &[
@@ -353,7 +358,7 @@ proptest! {
 
     #[test]
     fn the_toml_reader_never_panics_on_near_configs(
-        section in prop::sample::select(vec!["vm", "hardware", "image", "create", "network", "ssh", "provision", "hooks", "display", "supervise"]),
+        section in prop::sample::select(vec!["vm", "hardware", "image", "create", "network", "ssh", "provision", "hooks", "display", "supervise", "disposable"]),
         key in "[a-z_]{1,20}",
         value in prop::sample::select(vec!["\"\"", "0", "-1", "70000", "\"2G\"", "true", "[]", "{}", "\"/x\"", "[{ host = 1, guest = 2 }]", "\"a:b\"", "1.5"]),
     ) {

@@ -79,6 +79,20 @@ pub enum Error {
     /// A provisioning or hook step failed in the guest.
     #[error(transparent)]
     Step(#[from] crate::provision::StepFailed),
+    /// A tool or a copy in the guest failed.
+    #[error("{what}:\n{output}")]
+    Tool {
+        /// What failed, with its exit status.
+        what: String,
+        /// The end of what it printed.
+        output: String,
+    },
+    /// A result would overwrite a file.
+    #[error("{path} already exists")]
+    TargetExists {
+        /// The file.
+        path: Utf8PathBuf,
+    },
     /// A program could not be run.
     #[error("cannot run {program}")]
     Spawn {
@@ -112,6 +126,9 @@ impl Error {
                 Some("free the port or change network.forwards in kvmx.toml".into())
             }
             Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
+            Error::TargetExists { .. } => {
+                Some("kvmx never overwrites a file: remove or rename it, then run again".into())
+            }
             Error::SocketPathTooLong { .. } => {
                 Some("use a shorter VM name or a shorter XDG_RUNTIME_DIR / KVMX_HOME".into())
             }

@@ -51,6 +51,31 @@ impl OutputSink for StderrTail<'_> {
     }
 }
 
+/// Output kept in order, for results and error messages.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// The lines, each with its stream.
+    pub lines: Vec<(Stream, String)>,
+}
+
+impl Collected {
+    /// The last `count` lines, stdout and stderr interleaved as they came.
+    pub fn tail(&self, count: usize) -> String {
+        let start = self.lines.len().saturating_sub(count);
+        let lines: Vec<&str> = self.lines[start..]
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect();
+        lines.join("\n")
+    }
+}
+
+impl OutputSink for Collected {
+    fn line(&mut self, stream: Stream, line: &str) {
+        self.lines.push((stream, line.to_owned()));
+    }
+}
+
 /// Runs `command` (with its output piped, `input` on its stdin) to the end,
 /// handing each line to `sink` as it comes; returns the exit status.
 fn stream(
@@ -161,6 +186,20 @@ impl SshTarget {
         )
     }
 
+    /// Copies guest `source` to host `destination` (recursively).
+    pub fn download(
+        &self,
+        source: &str,
+        destination: &Utf8Path,
+        sink: &mut dyn OutputSink,
+    ) -> Result<ExitStatus, Error> {
+        self.stream(
+            self.scp_command(destination.as_str(), source, false),
+            None,
+            sink,
+        )
+    }
+
     /// The `scp -r` command that copies host `host` to guest `guest`
     /// (`to_guest`), or guest `guest` to host `host`. scp shows its progress
     /// meter when its stdout is a terminal.
@@ -215,8 +254,29 @@ impl SshTarget {
         root: bool,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, Error> {
+        let remote = self.make_temp(false)?;
+        let uploaded = self.upload(script, &remote, sink)?;
+        let status = if uploaded.success() {
+            let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
+            let sudo = if root { "sudo " } else { "" };
+            self.run(
+                &format!("chmod 700 {remote} && {sudo}{remote} {}", quoted.join(" ")),
+                sink,
+            )?
+        } else {
+            uploaded
+        };
+        self.run(&format!("rm -f {remote}"), &mut Discard)?;
+        Ok(status)
+    }
+
+    /// Makes a new empty file (or, with `directory`, folder) under the
+    /// guest's /tmp and returns its path.
+    pub fn make_temp(&self, directory: bool) -> Result<String, Error> {
         let mut made = self.command();
-        made.args(["--", "mktemp", "/tmp/kvmx-run.XXXXXXXX"]);
+        made.args(["--", "mktemp"])
+            .args(directory.then_some("-d"))
+            .arg("/tmp/kvmx-run.XXXXXXXX");
         let output = made
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
@@ -231,19 +291,7 @@ impl SshTarget {
                 "cannot make a temporary file in the guest".into(),
             ));
         }
-        let uploaded = self.upload(script, &remote, sink)?;
-        let status = if uploaded.success() {
-            let quoted: Vec<String> = args.iter().map(|a| quote(a)).collect();
-            let sudo = if root { "sudo " } else { "" };
-            self.run(
-                &format!("chmod 700 {remote} && {sudo}{remote} {}", quoted.join(" ")),
-                sink,
-            )?
-        } else {
-            uploaded
-        };
-        self.run(&format!("rm -f {remote}"), &mut Discard)?;
-        Ok(status)
+        Ok(remote)
     }
 }
 

@@ -7,6 +7,7 @@
 //! access. Nothing here prints; long operations report through
 //! [`Progress`].
 
+pub mod clean;
 mod daemon;
 pub mod disposable;
 mod error;

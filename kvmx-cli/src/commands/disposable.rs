@@ -27,7 +27,8 @@ pub fn run(args: &DisposableArgs, context: &Context, output: &Output) -> Result<
         }
         return Ok(());
     };
-    let session = start(template, &args.options, None, context, output)?;
+    let template = load_vm(Some(template), context, output)?;
+    let session = start(&template, &args.options, None, context, output)?;
     let status = ssh_command(&session.vm().ssh_target()?, &args.command)
         .status()
         .map_err(|source| kvmx_provision::Error::Spawn {
@@ -48,7 +49,8 @@ pub fn run_script(
             args.file
         )));
     }
-    let session = start(&args.template, &args.options, None, context, output)?;
+    let template = load_vm(Some(&args.template), context, output)?;
+    let session = start(&template, &args.options, None, context, output)?;
     let status = session.vm().ssh_target()?.run_script(
         &args.file,
         &args.args,
@@ -67,7 +69,8 @@ pub fn named(
         .name
         .parse()
         .map_err(|message: String| CommandError::usage(format!("{}: {message}", args.name)))?;
-    let session = start(&args.template, &args.options, Some(name), context, output)?;
+    let template = load_vm(Some(&args.template), context, output)?;
+    let session = start(&template, &args.options, Some(name), context, output)?;
     let name = session.vm().name.to_string();
     session.release()?;
     output.info(&format!(
@@ -79,13 +82,12 @@ pub fn named(
 /// Makes and boots a disposable of `template`. It is erased if this
 /// process is interrupted (SIGINT, SIGTERM, SIGHUP) before it ends.
 pub(crate) fn start(
-    template: &str,
+    template: &Vm,
     options: &DisposableOptionArgs,
     name: Option<kvmx_core::config::values::VmName>,
     context: &Context,
     output: &Output,
 ) -> Result<Disposable, CommandError> {
-    let template = load_vm(Some(template), context, output)?;
     let options = DisposableOptions {
         name,
         memory: options
@@ -101,7 +103,7 @@ pub(crate) fn start(
             .map(|share| parse_share(share, context))
             .collect::<Result<_, _>>()?,
     };
-    let session = Disposable::create(&context.layout, &template, options)?;
+    let session = Disposable::create(&context.layout, template, options)?;
     erase_on_signal(session.vm().clone())?;
     output.info(&format!(
         "Starting {} from {}",

@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches.
 
 mod access;
+mod clean;
 mod config;
 mod devices;
 mod disposable;
@@ -14,6 +15,7 @@ mod shares;
 
 use camino::Utf8PathBuf;
 use kvmx_core::Layout;
+use kvmx_provision::clean::Cleaner;
 
 use crate::cli::Command;
 use crate::error::{CommandError, Kind};
@@ -79,6 +81,9 @@ fn run_vm_command(
         Command::Disposable(args) => disposable::run(&args, context, output),
         Command::DisposableRun(args) => disposable::run_script(&args, context, output),
         Command::DisposableName(args) => disposable::named(&args, context, output),
+        Command::Mat(args) => clean::clean(&args, Cleaner::Mat, context, output),
+        Command::PdfCleaner(args) => clean::clean(&args, Cleaner::Flatten, context, output),
+        Command::Clamav(args) => clean::clamav(&args, context, output),
         _ => unreachable!("handled in run"),
     }
 }

@@ -788,6 +788,10 @@ pub struct Disposable {
     pub warm: bool,
     /// Guest memory of disposables; defaults to this VM's.
     pub memory: Option<ByteSize>,
+    /// A host folder of ClamAV signatures that `kvmx clamav` copies into
+    /// the disposable, instead of using the template's own
+    /// `/var/lib/clamav`.
+    pub clamav_database: Option<Utf8PathBuf>,
 }
 
 impl Default for Disposable {
@@ -795,6 +799,7 @@ impl Default for Disposable {
         Disposable {
             warm: true,
             memory: None,
+            clamav_database: None,
         }
     }
 }

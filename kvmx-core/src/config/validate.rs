@@ -35,6 +35,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     check_network(config, &mut problems);
     check_ssh(config, &mut problems);
     check_shares(config, &mut problems);
+    check_disposable(config, &mut problems);
     problems
 }
 
@@ -271,5 +272,19 @@ fn check_shares(config: &Config, problems: &mut Vec<Problem>) {
                 "msize must be at least 4096 bytes".into(),
             ));
         }
+    }
+}
+
+fn check_disposable(config: &Config, problems: &mut Vec<Problem>) {
+    if config
+        .disposable
+        .clamav_database
+        .as_ref()
+        .is_some_and(|path| path.as_str().is_empty())
+    {
+        problems.push(problem(
+            &["disposable", "clamav_database"],
+            "clamav_database is empty: name a host folder of ClamAV signatures, or leave it out to use the template's own".into(),
+        ));
     }
 }

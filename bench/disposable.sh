@@ -7,9 +7,9 @@
 #   mat   = `kvmx mat` of one PDF in a disposable of the sanitizer example
 #           (skipped with --no-mat)
 # usage: bench/disposable.sh [--no-mat] [path/to/kvmx]
-# Builds the images it needs first (with a warm bootstrap cache in
-# KVMX_CACHE_DIR this takes a minute or two). Uses TCG unless KVMX_ACCEL
-# says otherwise.
+# Builds the images it needs first (set KVMX_CACHE_DIR to reuse a bootstrap
+# cache; with a warm one this takes a few minutes). Uses TCG unless
+# KVMX_ACCEL says otherwise.
 set -euo pipefail
 
 mat=yes
@@ -20,11 +20,13 @@ bin=${1:-$here/target/release/kvmx}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kvmx-bench.XXXXXX")
 export KVMX_HOME=$work/home
+export KVMX_CACHE_DIR=${KVMX_CACHE_DIR:-$work/cache}
 export KVMX_ACCEL=${KVMX_ACCEL:-tcg}
 cleanup() {
     "$bin" -q disposable --cleanup >/dev/null 2>&1 || true
     "$bin" -q kill tmpl >/dev/null 2>&1 || true
-    rm -rf "$work"
+    "$bin" -q kill sanitizer >/dev/null 2>&1 || true
+    unshare --map-auto --map-root-user rm -rf "$work" 2>/dev/null || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -48,7 +50,13 @@ now() { date +%s.%N; }
 elapsed() { awk "BEGIN { printf \"%.2f\", $2 - $1 }"; }
 ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); elapsed "$t0" "$t1"; }
+timed() {
+    local t0 t1
+    t0=$(now)
+    "$@" >/dev/null 2>"$work/last.err" || { echo "failed: $*" >&2; cat "$work/last.err" >&2; exit 1; }
+    t1=$(now)
+    elapsed "$t0" "$t1"
+}
 
 echo "building and booting the template once..." >&2
 "$bin" -q up tmpl >/dev/null
@@ -67,9 +75,11 @@ warm=$(for _ in 1 2 3 4 5; do timed "$bin" disposable tmpl -- true; done | media
 mat_time=skipped
 if [ "$mat" = yes ]; then
     echo "kvmx mat on one PDF (sanitizer template)..." >&2
-    cp -r "$here/examples/sanitizer" "$work/sanitizer"
-    (cd "$work/sanitizer" && "$bin" -q init --force >/dev/null 2>&1 || true)
-    cp "$here/examples/sanitizer/kvmx.toml" "$work/sanitizer/kvmx.toml"
+    mkdir -p "$work/sanitizer"
+    (cd "$work/sanitizer" && "$bin" -q init >/dev/null)
+    # Without its provisioning, which downloads ClamAV's signatures.
+    sed '/^\[provision\]/,/^command/d' "$here/examples/sanitizer/kvmx.toml" \
+        > "$work/sanitizer/kvmx.toml"
     "$bin" -q up sanitizer >/dev/null
     "$bin" -q stop sanitizer >/dev/null
     printf '%%PDF-1.4\n1 0 obj <</Type/Catalog/Pages 2 0 R>> endobj\n2 0 obj <</Type/Pages/Kids[3 0 R]/Count 1>> endobj\n3 0 obj <</Type/Page/Parent 2 0 R/MediaBox[0 0 200 200]>> endobj\n4 0 obj <</Author(bench)>> endobj\ntrailer <</Root 1 0 R/Info 4 0 R>>\n%%%%EOF\n' > "$work/doc.pdf"

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::guest::{debian_vm, run_ok};
+use crate::guest::{debian_vm, run_err, run_ok};
 use crate::{Sandbox, output_text};
 
 /// A registered Debian VM project to serve as a template.
@@ -15,17 +15,6 @@ fn template(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
     let init = sandbox.kvmx_in(&project).arg("init").output().unwrap();
     assert!(init.status.success(), "{init:?}");
     debian_vm(sandbox, name, extra)
-}
-
-/// `kvmx ARGS` that must fail; returns its stderr.
-fn run_err(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
-    let output = sandbox.kvmx_in(project).args(args).output().unwrap();
-    let (stdout, stderr) = output_text(&output);
-    assert!(
-        !output.status.success(),
-        "kvmx {args:?} should have failed:\n{stdout}\n{stderr}"
-    );
-    stderr
 }
 
 /// The names in one of kvmx's folders (data or run).

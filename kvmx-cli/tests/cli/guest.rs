@@ -21,6 +21,17 @@ pub(crate) fn debian_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
     project
 }
 
+/// `kvmx ARGS` that must fail; returns its stderr.
+pub(crate) fn run_err(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
+    let output = sandbox.kvmx_in(project).args(args).output().unwrap();
+    let (stdout, stderr) = output_text(&output);
+    assert!(
+        !output.status.success(),
+        "kvmx {args:?} should have failed:\n{stdout}\n{stderr}"
+    );
+    stderr
+}
+
 pub(crate) fn run_ok(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
     let output = sandbox.kvmx_in(project).args(args).output().unwrap();
     let (stdout, stderr) = output_text(&output);

@@ -4,19 +4,8 @@
 
 use std::path::Path;
 
-use crate::guest::debian_vm;
+use crate::guest::{debian_vm, run_err};
 use crate::{Sandbox, output_text};
-
-/// Runs kvmx in `project`, expects it to fail, and returns its stderr.
-fn fails(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String {
-    let output = sandbox.kvmx_in(project).args(args).output().unwrap();
-    let (stdout, stderr) = output_text(&output);
-    assert!(
-        !output.status.success(),
-        "kvmx {args:?} succeeded:\n{stdout}\n{stderr}"
-    );
-    stderr
-}
 
 fn assert_says(text: &str, words: &[&str]) {
     for word in words {
@@ -34,7 +23,7 @@ fn bad_input_is_named_before_any_guest_runs() {
     )
     .unwrap();
     // SSH switched off in the config.
-    let stderr = fails(&sandbox, &project, &["ssh", "--", "true"]);
+    let stderr = run_err(&sandbox, &project, &["ssh", "--", "true"]);
     assert_says(
         &stderr,
         &[
@@ -46,14 +35,14 @@ fn bad_input_is_named_before_any_guest_runs() {
     );
     // A share's host folder that does not exist: refused before the image
     // is built.
-    let stderr = fails(&sandbox, &project, &["up"]);
+    let stderr = run_err(&sandbox, &project, &["up"]);
     assert_says(
         &stderr,
         &["share code", "missing", "does not exist", "shares.host"],
     );
     assert!(!stderr.contains("building"), "{stderr}");
     // A script that is not there.
-    let stderr = fails(&sandbox, &project, &["run", ".", "no-such-script.sh"]);
+    let stderr = run_err(&sandbox, &project, &["run", ".", "no-such-script.sh"]);
     assert_says(
         &stderr,
         &["no-such-script.sh", "hint:", "script on the host"],
@@ -72,7 +61,7 @@ fn guest_side_failures_say_what_happened() {
     );
     std::fs::create_dir_all(project.join("src")).unwrap();
     std::fs::write(project.join("src/file.txt"), "data\n").unwrap();
-    let stderr = fails(&sandbox, &project, &["up"]);
+    let stderr = run_err(&sandbox, &project, &["up"]);
     assert_says(
         &stderr,
         &["share onfile", "/etc/hostname", "is a file", "shares.guest"],
@@ -110,7 +99,7 @@ fn guest_side_failures_say_what_happened() {
     // rsync missing in the guest.
     ssh(&["sudo mv /usr/bin/rsync /usr/bin/rsync.gone"]);
     for args in [&["rsync-to", "src", "/tmp/src"][..], &["provision"]] {
-        let stderr = fails(&sandbox, &project, args);
+        let stderr = run_err(&sandbox, &project, args);
         assert_says(
             &stderr,
             &["rsync is not installed in the guest", "apt-get install"],
@@ -123,11 +112,11 @@ fn guest_side_failures_say_what_happened() {
     ssh(&[
         "sudo systemd-run --on-active=20 sh -c 'rm -f /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl start ssh' >/dev/null 2>&1 && sudo systemctl stop ssh",
     ]);
-    let stderr = fails(&sandbox, &project, &["ssh", "--", "true"]);
+    let stderr = run_err(&sandbox, &project, &["ssh", "--", "true"]);
     assert_says(&stderr, &["does not answer SSH", "hint:", "kvmx console"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let rekeyed = loop {
-        let stderr = fails(&sandbox, &project, &["ssh", "--", "true"]);
+        let stderr = run_err(&sandbox, &project, &["ssh", "--", "true"]);
         if !stderr.contains("does not answer SSH") || std::time::Instant::now() > deadline {
             break stderr;
         }
@@ -148,7 +137,7 @@ fn guest_side_failures_say_what_happened() {
     // Not running at all.
     let kill = sandbox.kvmx_in(&project).arg("kill").output().unwrap();
     assert!(kill.status.success(), "{kill:?}");
-    let stderr = fails(&sandbox, &project, &["ssh", "--", "true"]);
+    let stderr = run_err(&sandbox, &project, &["ssh", "--", "true"]);
     assert_says(
         &stderr,
         &["trouble is not running", "hint: start it with `kvmx up`"],

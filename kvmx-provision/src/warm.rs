@@ -276,3 +276,52 @@ fn set_clock(target: &SshTarget) -> Result<bool, Error> {
     })?;
     Ok(ready && status.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use kvmx_core::Layout;
+    use kvmx_core::config::Config;
+
+    use super::*;
+
+    /// A template with an image file, and a disposable of it.
+    fn disposable_of_template(root: &Utf8Path) -> Vm {
+        let layout = Layout::under(root);
+        let mut config = Config::default();
+        config.image.path = Some(root.join("template.img"));
+        std::fs::write(root.join("template.img"), "version 1").unwrap();
+        let template = Vm::new(&layout, "tmpl".parse().unwrap(), config);
+        let mut config = Config::default();
+        config.template.name = Some("tmpl".parse().unwrap());
+        Vm::on_template(&layout, "disp-1".parse().unwrap(), config, template)
+    }
+
+    #[test]
+    fn a_state_goes_stale_when_the_template_image_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(root.path()).unwrap();
+        let vm = disposable_of_template(root);
+        let dir = folder(&vm).expect("a disposable without shares has a warm folder");
+        assert!(dir.starts_with(root.join("data/tmpl/warm")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let facts = current_facts(&vm, Accel::Tcg).expect("QEMU is installed");
+        std::fs::write(dir.join("facts.json"), serde_json::to_vec(&facts).unwrap()).unwrap();
+        assert!(find(&vm).is_some());
+
+        std::fs::write(root.join("template.img"), "version 2, longer").unwrap();
+        assert!(
+            find(&vm).is_none(),
+            "a changed template invalidates the state"
+        );
+        assert!(!dir.exists(), "the stale state is removed");
+    }
+
+    #[test]
+    fn a_template_with_warm_off_gives_no_warm_state() {
+        let root = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(root.path()).unwrap();
+        let mut vm = disposable_of_template(root);
+        vm.template.as_mut().unwrap().config.disposable.warm = false;
+        assert_eq!(folder(&vm), None);
+    }
+}

@@ -70,7 +70,7 @@ echo "first warm-enabled disposable (boots and saves the state)..." >&2
 first=$(timed "$bin" disposable tmpl -- true)
 
 echo "warm disposables..." >&2
-warm=$(for _ in 1 2 3 4 5; do timed "$bin" disposable tmpl -- true; done | median)
+warm=$(for _ in 1 2 3 4 5; do timed "$bin" disposable tmpl -- true; echo; done | median)
 
 mat_time=skipped
 if [ "$mat" = yes ]; then

@@ -26,13 +26,6 @@ pub struct BaseVm {
     pub paths: VmPaths,
 }
 
-fn format_name(format: ImageFormat) -> &'static str {
-    match format {
-        ImageFormat::Qcow2 => "qcow2",
-        ImageFormat::Raw => "raw",
-    }
-}
-
 impl BaseVm {
     fn refuse(&self, reason: impl Into<String>) -> Error {
         Error::Base {
@@ -94,27 +87,14 @@ impl BaseVm {
             }
             runner.run(
                 &Tool::new("qemu-img", "create the overlay")
-                    .args([
-                        "create",
-                        "-f",
-                        "qcow2",
-                        "-F",
-                        format_name(self.format),
-                        "-b",
-                    ])
+                    .args(["create", "-f", "qcow2", "-F", self.format.as_str(), "-b"])
                     .arg(&self.image)
                     .arg(target),
             )?;
         } else {
             runner.run(
                 &Tool::new("qemu-img", "copy the base's image")
-                    .args([
-                        "convert",
-                        "-f",
-                        format_name(self.format),
-                        "-O",
-                        format_name(format),
-                    ])
+                    .args(["convert", "-f", self.format.as_str(), "-O", format.as_str()])
                     .arg(&self.image)
                     .arg(target),
             )?;

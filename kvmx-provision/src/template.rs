@@ -236,13 +236,6 @@ fn open_backing_lock(files: &VmFiles) -> Result<File, Error> {
         .map_err(Error::io("open", &path))
 }
 
-fn format_name(format: ImageFormat) -> &'static str {
-    match format {
-        ImageFormat::Qcow2 => "qcow2",
-        ImageFormat::Raw => "raw",
-    }
-}
-
 /// Replaces `overlay` with a fresh qcow2 overlay on `backing`.
 fn make_overlay(overlay: &Utf8Path, backing: &Utf8Path, format: ImageFormat) -> Result<(), Error> {
     let parent = overlay.parent().unwrap_or(Utf8Path::new("."));
@@ -250,15 +243,7 @@ fn make_overlay(overlay: &Utf8Path, backing: &Utf8Path, format: ImageFormat) -> 
     let fresh = overlay.with_extension("qcow2.new");
     run_tool(
         Command::new("qemu-img")
-            .args([
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                format_name(format),
-                "-b",
-            ])
+            .args(["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"])
             .arg(backing)
             .arg(&fresh),
         "qemu-img create",

@@ -290,6 +290,16 @@ pub enum ImageFormat {
     Raw,
 }
 
+impl ImageFormat {
+    /// QEMU's name for it (`-drive format=`, `qemu-img -f`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageFormat::Qcow2 => "qcow2",
+            ImageFormat::Raw => "raw",
+        }
+    }
+}
+
 /// How the disk is attached to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

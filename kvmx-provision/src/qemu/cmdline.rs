@@ -4,7 +4,7 @@
 
 use camino::Utf8PathBuf;
 use kvmx_core::config::{
-    Config, DisplayKind, DriveInterface, ImageFormat, Media, NetworkMode, ShareKind, Sound, Vga,
+    Config, DisplayKind, DriveInterface, Media, NetworkMode, ShareKind, Sound, Vga,
 };
 
 /// The accelerator a run uses, after `auto` has been decided.
@@ -184,10 +184,7 @@ fn disks(config: &Config, args: &mut Args) {
     match image.media {
         Media::Cdrom => drive.push_str(",media=cdrom,readonly=on"),
         Media::Disk => {
-            let format = match image.format {
-                ImageFormat::Qcow2 => "qcow2",
-                ImageFormat::Raw => "raw",
-            };
+            let format = image.format.as_str();
             let interface = match image.interface {
                 DriveInterface::Virtio => "virtio",
                 DriveInterface::Ide => "ide",

@@ -73,13 +73,7 @@ impl Owner {
 
 /// The start time of a process (field 22 of /proc/PID/stat).
 fn process_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    crate::state::proc_stat(pid)?.get(19)?.parse().ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! [`Progress`].
 
 pub mod clean;
+mod clock;
 mod daemon;
 pub mod disposable;
 mod error;

@@ -1,7 +1,7 @@
 //! Reaching the guest with the system `ssh`: the VM's own key, and its
 //! recorded host key checked strictly from the first connection.
 
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 use camino::Utf8PathBuf;
 
@@ -24,6 +24,9 @@ pub struct SshTarget {
     pub known_hosts: Utf8PathBuf,
     /// Environment for commands in the guest.
     pub env: Vec<(String, String)>,
+    /// A control socket through which every ssh to this guest shares one
+    /// login (`ControlMaster=auto`, kept 60 s after the last use).
+    pub control: Option<Utf8PathBuf>,
 }
 
 impl SshTarget {
@@ -41,9 +44,22 @@ impl SshTarget {
             "BatchMode=yes".to_owned(),
             "LogLevel=ERROR".to_owned(),
             "ConnectTimeout=10".to_owned(),
+            // Hybrid post-quantum key exchange is slow in an emulated
+            // guest and protects nothing on loopback.
+            "KexAlgorithms=^curve25519-sha256".to_owned(),
         ] {
             options.push("-o".into());
             options.push(option);
+        }
+        if let Some(socket) = &self.control {
+            for option in [
+                "ControlMaster=auto".to_owned(),
+                format!("ControlPath={socket}"),
+                "ControlPersist=60".to_owned(),
+            ] {
+                options.push("-o".into());
+                options.push(option);
+            }
         }
         for key in &self.keys {
             options.push("-i".into());
@@ -112,6 +128,38 @@ impl SshTarget {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
+    }
+
+    /// Starts a login and returns at once. With a control socket the
+    /// connection then stays open in the background for later commands to
+    /// ride on (the child exits once logged in); without one it runs
+    /// `true`. Either way the child's status says whether the guest let
+    /// it in.
+    pub fn spawn_login(&self) -> Result<Child, Error> {
+        let mut command = self.command();
+        if self.control.is_some() {
+            command.arg("-N");
+        } else {
+            command.arg("true");
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                program: "ssh".into(),
+                source,
+            })
+    }
+
+    /// The same target reached by a login of its own, not through a shared
+    /// connection.
+    pub fn unshared(&self) -> SshTarget {
+        SshTarget {
+            control: None,
+            ..self.clone()
+        }
     }
 
     /// An OpenSSH config block so other tools can reach the guest as

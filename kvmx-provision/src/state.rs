@@ -134,6 +134,21 @@ pub fn clear(files: &VmFiles) {
     }
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold
+/// spaces and parentheses): index 0 is field 3 of `proc(5)`, the state.
+pub(crate) fn proc_stat(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, fields) = stat.rsplit_once(')')?;
+    Some(fields.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The CPU time a process (all its threads) has used, in clock ticks.
+pub(crate) fn cpu_ticks(pid: i32) -> Option<u64> {
+    let fields = proc_stat(pid)?;
+    let ticks = |index: usize| fields.get(index)?.parse::<u64>().ok();
+    Some(ticks(11)? + ticks(12)?)
+}
+
 /// Whether a process with this pid exists.
 pub fn process_alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()

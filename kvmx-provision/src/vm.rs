@@ -236,6 +236,9 @@ impl Vm {
                 .chain(system.base_key())
                 .collect(),
             known_hosts: system.files.paths.known_hosts(),
+            // A disposable's wake-up login carries its command too.
+            control: crate::disposable::is_disposable(self)
+                .then(|| self.files.paths.runtime.join("ssh.sock")),
             env: ssh
                 .env
                 .iter()
@@ -322,7 +325,7 @@ impl Vm {
                 progress.stage("restoring the warm state");
                 crate::warm::load(self, state)?;
                 let timeout = Duration::from_secs(self.config.supervise.boot_timeout);
-                crate::warm::wake(&self.ssh_target()?, timeout)?;
+                crate::warm::wake(self, timeout)?;
             }
             (Some(port), true, None) => {
                 progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
@@ -477,6 +480,7 @@ impl Vm {
             runtime_dir: self.files.paths.runtime.clone(),
             memory_file,
             incoming: matches!(warm, Some(WarmRun::Restore(_))),
+            clock_pipe: warm.map(|_| crate::clock::pipe_base(&self.files.paths.runtime)),
             private_disk: self
                 .private_disk()
                 .map(|disk| (disk, crate::template::private_serial().into())),
@@ -505,6 +509,9 @@ impl Vm {
                 .join(format!("virtiofsd-{}.log", share.id));
             let socket = launch.virtiofs_socket(share.id.as_str());
             crate::virtiofs::start(&socket, &share.host, share.read_only, &log)?;
+        }
+        if let Some(pipe) = &launch.clock_pipe {
+            crate::clock::make_pipes(pipe)?;
         }
         // A fresh console log per run, so a crash shows this run's lines.
         let _ = std::fs::remove_file(self.files.console_log());
@@ -744,6 +751,11 @@ impl Vm {
     }
 
     /// The state of the current run, `None` when QEMU does not run.
+    /// Whether its QEMU runs (paused or not); cheaper than [`Vm::status`].
+    pub fn is_running(&self) -> bool {
+        matches!(self.running_state(), Ok(Some(_)))
+    }
+
     fn running_state(&self) -> Result<Option<RunState>, Error> {
         match RunLock::try_take(&self.files)? {
             RunLock::Acquired(_) => Ok(None),
@@ -791,7 +803,7 @@ impl Vm {
             if matches!(RunLock::try_take(&self.files), Ok(RunLock::Acquired(_))) {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -813,7 +825,7 @@ pub(crate) fn wait_exit(pid: i32, deadline: Duration) -> bool {
         if !state::process_alive(pid) || is_zombie(pid) {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(10));
     }
     false
 }
@@ -821,14 +833,7 @@ pub(crate) fn wait_exit(pid: i32, deadline: Duration) -> bool {
 /// A QEMU started by this very process and already dead stays a zombie
 /// until reaped; count it as gone.
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit(')')
-                .next()
-                .map(|rest| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    state::proc_stat(pid).is_some_and(|fields| fields.first().is_some_and(|s| s == "Z"))
 }
 
 /// A free TCP port on 127.0.0.1 (SSH forward, NFS servers).

@@ -18,20 +18,20 @@
 //! disposable, and is thrown away when the template's image or QEMU
 //! changes.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::qemu::Accel;
-use crate::ssh::SshTarget;
 use crate::{Error, Vm};
 
 /// How long saving or loading the device state may take.
 const MIGRATION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long a restored guest may take to set its clock.
+const CLOCK_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A saved state that disposables start from.
 #[derive(Debug, Clone)]
@@ -104,8 +104,33 @@ fn folder(vm: &Vm) -> Option<Utf8PathBuf> {
     shape.vm.name = None;
     shape.image.path = None;
     let text = serde_json::to_string(&shape).expect("configs serialize");
-    let key = crate::provision::digest(&format!("{}{text}", env!("CARGO_PKG_VERSION")));
-    Some(template.files.paths.data.join("warm").join(key))
+    let shape_key = crate::provision::digest(&text);
+    Some(recipe_folder(&template.files.paths.data).join(shape_key))
+}
+
+/// States are grouped by how they were made (kvmx's version and the guest
+/// preparation), so that those made otherwise can be found and removed.
+fn recipe_folder(template_data: &Utf8Path) -> Utf8PathBuf {
+    let version = env!("CARGO_PKG_VERSION");
+    let recipe = crate::provision::digest(&format!("{version}{PREPARE_GUEST}"));
+    template_data.join("warm").join(recipe)
+}
+
+/// Removes the template's states made by another version of kvmx or
+/// another preparation: no disposable of this kvmx restores them, and
+/// each holds the guest's memory.
+fn remove_other_recipes(recipe: &Utf8Path) {
+    let (Some(warm), Some(current)) = (recipe.parent(), recipe.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(warm) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_str() != Some(current) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn file_id(path: &Utf8Path) -> Option<FileId> {
@@ -154,6 +179,7 @@ pub(crate) fn new_folder(vm: &Vm) -> Result<Option<Utf8PathBuf>, Error> {
         return Ok(None);
     };
     let parent = dir.parent().expect("the warm folder has a parent");
+    remove_other_recipes(parent);
     let fresh = parent.join(format!(".new-{}", vm.name));
     let _ = std::fs::remove_dir_all(&fresh);
     std::fs::create_dir_all(&fresh).map_err(Error::io("create", &fresh))?;
@@ -165,6 +191,10 @@ pub(crate) fn new_folder(vm: &Vm) -> Result<Option<Utf8PathBuf>, Error> {
 pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<WarmState, Error> {
     let facts = current_facts(vm, accelerator)
         .ok_or_else(|| Error::Usage("cannot read the template's image or QEMU".into()))?;
+    prepare_guest(vm)?;
+    if let Some(run) = crate::state::read(&vm.files) {
+        wait_until_idle(run.pid);
+    }
     let mut qmp = vm.qmp()?;
     qmp.execute("stop", None)?;
     qmp.execute("migrate-set-capabilities", Some(ignore_shared()))?;
@@ -228,13 +258,70 @@ fn wait_for_migration(vm: &Vm) -> Result<(), Error> {
     }
 }
 
-/// Waits until the restored guest answers SSH, and sets its clock: the
-/// host sends its time only once the guest is ready to set it, so the
-/// time the login took does not count.
-pub(crate) fn wake(target: &SshTarget, deadline: Duration) -> Result<(), Error> {
+/// What the first disposable changes in its own system before it is saved,
+/// so that its restored siblings set their clock and log in quickly.
+const PREPARE_GUEST: &str = include_str!("warm_prepare.sh");
+
+/// Prepares the guest about to be saved, and checks that its clock can be
+/// set and that a fresh login still works.
+fn prepare_guest(vm: &Vm) -> Result<(), Error> {
+    let target = vm.ssh_target()?;
+    let mut collected = crate::guest::Collected::default();
+    let status = target.run_with_input("sudo -n sh -s", Some(PREPARE_GUEST), &mut collected)?;
+    if !status.success() {
+        return Err(Error::Usage(format!(
+            "could not prepare the guest for restoring ({status}): {}",
+            collected.tail(5)
+        )));
+    }
+    crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)?;
+    if !target.unshared().answers() {
+        return Err(Error::Usage(
+            "the guest's sshd did not answer after it was prepared for restoring".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits, a few seconds at most, until the guest is idle, judged by the
+/// CPU time its QEMU uses: whatever runs in the guest when it is saved (the
+/// end of the preparing login, say) runs again after every restore.
+fn wait_until_idle(qemu: i32) {
+    const WINDOW: Duration = Duration::from_millis(250);
+    // Clock ticks are 10 ms: at most 12% of one core.
+    const IDLE_TICKS: u64 = 3;
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut before = crate::state::cpu_ticks(qemu);
+    while Instant::now() < end {
+        std::thread::sleep(WINDOW);
+        let now = crate::state::cpu_ticks(qemu);
+        match (before, now) {
+            (Some(before), Some(now)) if now - before <= IDLE_TICKS => return,
+            (_, None) => return,
+            _ => before = now,
+        }
+    }
+}
+
+fn clock_pipe(vm: &Vm) -> Utf8PathBuf {
+    crate::clock::pipe_base(&vm.files.paths.runtime)
+}
+
+/// Sets the restored guest's clock and waits until it answers SSH,
+/// leaving that connection open for the disposable's commands. The first
+/// login runs nothing in the guest, so it goes on while the clock is set.
+pub(crate) fn wake(vm: &Vm, deadline: Duration) -> Result<(), Error> {
+    let target = vm.ssh_target()?;
+    if let Some(socket) = &target.control {
+        // A connection into the saved guest's previous run is dead.
+        let _ = std::fs::remove_file(socket);
+    }
     let end = Instant::now() + deadline;
+    let mut login = target.spawn_login()?;
+    crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)?;
     loop {
-        if set_clock(target)? {
+        let answered = login.wait().is_ok_and(|status| status.success());
+        if answered {
             return Ok(());
         }
         if Instant::now() > end {
@@ -243,38 +330,8 @@ pub(crate) fn wake(target: &SshTarget, deadline: Duration) -> Result<(), Error> 
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
+        login = target.spawn_login()?;
     }
-}
-
-fn set_clock(target: &SshTarget) -> Result<bool, Error> {
-    let mut child = target
-        .command()
-        .args([
-            "--",
-            "sudo -n sh -c 'echo ready; read now; date -u -s \"@$now\" >/dev/null'",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|source| Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped");
-    let ready = BufReader::new(stdout).read_line(&mut line).is_ok() && line.trim() == "ready";
-    if ready && let Some(mut stdin) = child.stdin.take() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let _ = writeln!(stdin, "{}.{:09}", now.as_secs(), now.subsec_nanos());
-    }
-    let status = child.wait().map_err(|source| Error::Spawn {
-        program: "ssh".into(),
-        source,
-    })?;
-    Ok(ready && status.success())
 }
 
 #[cfg(test)]
@@ -314,6 +371,22 @@ mod tests {
             "a changed template invalidates the state"
         );
         assert!(!dir.exists(), "the stale state is removed");
+    }
+
+    #[test]
+    fn states_of_another_recipe_are_removed_when_a_new_one_is_made() {
+        let root = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(root.path()).unwrap();
+        let vm = disposable_of_template(root);
+        let older = root.join("data/tmpl/warm/0123456789abcdef/fedcba9876543210");
+        std::fs::create_dir_all(&older).unwrap();
+        let sibling = folder(&vm).unwrap().with_file_name("another-shape");
+        std::fs::create_dir_all(&sibling).unwrap();
+
+        let fresh = new_folder(&vm).unwrap().unwrap();
+        assert!(fresh.is_dir());
+        assert!(!older.exists(), "a state made otherwise is removed");
+        assert!(sibling.exists(), "a state of another shape is kept");
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         memory_file: None,
         incoming: false,
         private_disk: None,
+        clock_pipe: None,
     }
 }
 
@@ -132,6 +133,16 @@ fn restricted_network_and_a_private_disk() {
         "/kvmx/data/example/private.img".into(),
         "kvmx-private".into(),
     ));
+    insta::assert_snapshot!(render(&config, &launch));
+}
+
+#[test]
+fn a_warm_disposable_restored() {
+    let config = toml("[network]\nrestrict = true\n");
+    let mut launch = launch(Accel::Tcg, Some(2222));
+    launch.memory_file = Some(("/kvmx/data/tmpl/warm/k/memory.ram".into(), false));
+    launch.incoming = true;
+    launch.clock_pipe = Some("/kvmx/run/example/clock".into());
     insta::assert_snapshot!(render(&config, &launch));
 }
 

@@ -126,10 +126,7 @@ fn finish(
     what: &str,
 ) -> Result<(), CommandError> {
     wait_if_interrupted();
-    let alive = matches!(
-        session.vm().status().map(|s| s.state),
-        Ok(kvmx_provision::State::Running)
-    );
+    let alive = session.vm().is_running();
     let name = session.vm().name.to_string();
     session.erase()?;
     if !alive {

@@ -67,6 +67,9 @@ pub struct Launch {
     pub incoming: bool,
     /// A template-based VM's private disk (raw), with its serial.
     pub private_disk: Option<(Utf8PathBuf, String)>,
+    /// The host end of the port through which a restored guest's clock is
+    /// set (warm disposables; `clock.rs`).
+    pub clock_pipe: Option<Utf8PathBuf>,
 }
 
 impl Launch {
@@ -154,6 +157,20 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
         ),
     );
     args.push("-mon", "chardev=qmp0,mode=control");
+    if let Some(pipe) = &launch.clock_pipe {
+        args.push("-device", "virtio-serial-pci,id=kvmx-serial");
+        args.push(
+            "-chardev",
+            format!("pipe,id=kvmx-clock,path={}", escape(pipe.as_str())),
+        );
+        args.push(
+            "-device",
+            format!(
+                "virtserialport,bus=kvmx-serial.0,chardev=kvmx-clock,name={}",
+                crate::clock::PORT
+            ),
+        );
+    }
     if launch.incoming {
         args.push("-incoming", "defer");
     }

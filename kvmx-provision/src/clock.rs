@@ -16,6 +16,9 @@ use nix::sys::stat::Mode;
 
 use crate::Error;
 
+/// What the guest says once its clock is set.
+const ANSWER: &[u8] = b"set\n";
+
 /// The port's name in the guest (`/dev/virtio-ports/NAME`).
 pub const PORT: &str = "kvmx.clock";
 
@@ -74,11 +77,16 @@ fn wait_for_answer(reply: &mut File, path: &Utf8Path, deadline: Duration) -> Res
                     "the guest's clock port closed (QEMU exited?)".into(),
                 ));
             }
-            Ok(count) => said.extend_from_slice(&buffer[..count]),
+            Ok(count) => {
+                said.extend_from_slice(&buffer[..count]);
+                // Only the end matters; a guest cannot make this grow.
+                let excess = said.len().saturating_sub(ANSWER.len());
+                said.drain(..excess);
+            }
             Err(error) if error.kind() == ErrorKind::WouldBlock => {}
             Err(error) => return Err(Error::io("read", path)(error)),
         }
-        if said.ends_with(b"set\n") {
+        if said == ANSWER {
             return Ok(());
         }
         if Instant::now() > end {

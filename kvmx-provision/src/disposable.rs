@@ -173,6 +173,15 @@ impl Disposable {
         let report = self
             .vm
             .start(true, Some(WarmRun::Save(&memory_file(&fresh))), progress)?;
+        progress.stage("preparing the guest for restoring");
+        if let Err(error) = crate::warm::prepare_guest(&self.vm) {
+            // This one runs as booted; its memory file goes once QEMU ends.
+            progress.note(&format!(
+                "{error}; this template's disposables boot each time (set disposable.warm = false in its config to stop trying)"
+            ));
+            let _ = std::fs::remove_dir_all(&fresh);
+            return Ok(report);
+        }
         progress.stage("saving the warm state for the next disposables");
         match crate::warm::save(&self.vm, &fresh, report.accelerator) {
             Ok(state) => self.restore(&state, progress),

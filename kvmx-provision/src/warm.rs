@@ -191,7 +191,6 @@ pub(crate) fn new_folder(vm: &Vm) -> Result<Option<Utf8PathBuf>, Error> {
 pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<WarmState, Error> {
     let facts = current_facts(vm, accelerator)
         .ok_or_else(|| Error::Usage("cannot read the template's image or QEMU".into()))?;
-    prepare_guest(vm)?;
     if let Some(run) = crate::state::read(&vm.files) {
         wait_until_idle(run.pid);
     }
@@ -264,7 +263,7 @@ const PREPARE_GUEST: &str = include_str!("warm_prepare.sh");
 
 /// Prepares the guest about to be saved, and checks that its clock can be
 /// set and that a fresh login still works.
-fn prepare_guest(vm: &Vm) -> Result<(), Error> {
+pub(crate) fn prepare_guest(vm: &Vm) -> Result<(), Error> {
     let target = vm.ssh_target()?;
     let mut collected = crate::guest::Collected::default();
     let status = target.run_with_input("sudo -n sh -s", Some(PREPARE_GUEST), &mut collected)?;

@@ -122,11 +122,17 @@ mod tests {
         })
     }
 
-    #[test]
-    fn the_host_sends_its_time_and_waits_for_the_guest() {
+    /// The FIFOs in a temporary folder (kept while the first value lives).
+    fn pipes() -> (tempfile::TempDir, Utf8PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let base = pipe_base(Utf8Path::from_path(dir.path()).unwrap());
         make_pipes(&base).unwrap();
+        (dir, base)
+    }
+
+    #[test]
+    fn the_host_sends_its_time_and_waits_for_the_guest() {
+        let (_dir, base) = pipes();
         let guest = guest(&base, b"set\n");
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         set(&base, Duration::from_secs(10)).unwrap();
@@ -139,9 +145,7 @@ mod tests {
 
     #[test]
     fn a_guest_that_does_not_answer_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = pipe_base(Utf8Path::from_path(dir.path()).unwrap());
-        make_pipes(&base).unwrap();
+        let (_dir, base) = pipes();
         let _guest = guest(&base, b"no\n");
         let error = set(&base, Duration::from_millis(200)).unwrap_err();
         assert!(

@@ -6,15 +6,19 @@
 //! start is `sh`, for the command substitutions of a legacy `kvmxfile`.
 
 pub mod atomic_file;
+pub mod cancel;
 pub mod config;
 mod error;
 pub mod layout;
 pub mod legacy;
+pub mod observe;
 pub mod project;
 pub mod registry;
 
+pub use cancel::CancelFlag;
 pub use config::Config;
 pub use error::Error;
 pub use layout::Layout;
+pub use observe::{Event, Observer};
 pub use project::Project;
 pub use registry::Registry;

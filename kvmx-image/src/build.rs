@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::base::BaseVm;
 use crate::bootstrap::{self, BootstrapSpec};
 use crate::cache::{self, BootstrapCache, CacheUse};
-use crate::cancel::CancelFlag;
 use crate::cleanup::{TempFile, WorkDir};
 use crate::guest::{GuestSetup, kernel_cmdline};
 use crate::password::GuestPassword;
@@ -25,6 +24,7 @@ use crate::process::Runner;
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
 use crate::{Error, Result, disk, keys};
+use kvmx_core::CancelFlag;
 
 /// A step of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,7 +153,7 @@ impl Timer<'_> {
         cancel: &CancelFlag,
         work: impl FnOnce() -> Result<(T, Option<String>)>,
     ) -> Result<T> {
-        cancel.check()?;
+        crate::process::check_cancel(cancel)?;
         self.progress.stage_started(stage);
         let start = Instant::now();
         let (value, note) = work()?;

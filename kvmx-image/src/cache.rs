@@ -99,7 +99,7 @@ impl BootstrapCache {
         let scratch = work.path().join("scratch");
         std::fs::create_dir(&scratch).map_err(Error::io("create", &scratch))?;
         method.bootstrap(spec, &tarball, &scratch, runner)?;
-        runner.cancel_flag().check()?;
+        crate::process::check_cancel(runner.cancel_flag())?;
         GuestRoot::detect().remove_tree(&scratch);
         let size = tarball
             .metadata()
@@ -135,7 +135,7 @@ impl BootstrapCache {
                 Ok(lock) => return Ok(lock),
                 Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = back;
-                    runner.cancel_flag().check()?;
+                    crate::process::check_cancel(runner.cancel_flag())?;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err((_, errno)) => {

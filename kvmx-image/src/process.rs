@@ -20,8 +20,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::cancel::CancelFlag;
 use crate::{Error, Result};
+use kvmx_core::CancelFlag;
 
 /// How many lines of stderr a failure carries.
 const TAIL_LINES: usize = 15;
@@ -44,6 +44,15 @@ pub struct ToolError {
     pub stderr_tail: Vec<String>,
     /// The log with its whole output.
     pub log: Utf8PathBuf,
+}
+
+/// [`Error::Interrupted`] once `cancel` is set.
+pub(crate) fn check_cancel(cancel: &CancelFlag) -> Result<()> {
+    if cancel.is_cancelled() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {
@@ -200,7 +209,7 @@ impl Runner {
 
     /// Runs `tool` to its end; an exit status other than 0 is an error.
     pub fn run(&self, tool: &Tool) -> Result<Finished> {
-        self.cancel.check()?;
+        check_cancel(&self.cancel)?;
         let command_line = tool.command_line();
         self.note(&format!("$ {command_line}"));
         let mut command = Command::new(&tool.program);

@@ -302,7 +302,11 @@ impl Vm {
             },
             None => {
                 progress.stage("choosing the accelerator");
-                qemu::accel::choose(self.config.hardware.accelerator, qemu::QEMU)?
+                qemu::accel::choose(
+                    self.config.hardware.accelerator,
+                    qemu::QEMU,
+                    &self.layout.cache_dir,
+                )?
             }
         };
         if let Some(reason) = &choice.fallback_reason {

@@ -46,10 +46,23 @@ pub(crate) fn run_ok(sandbox: &Sandbox, project: &Path, args: &[&str]) -> String
 fn a_debian_guest_lives_its_whole_life() {
     let sandbox = Sandbox::new();
     let project = debian_vm(&sandbox, "life", "");
+    // The default accelerator, with no KVMX_ACCEL: `auto` must pick what
+    // boots here (TCG on a host whose /dev/kvm cannot run stock kernels).
+    let config = project.join("kvmx.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("accelerator = \"tcg\"", "accelerator = \"auto\""),
+    )
+    .unwrap();
     // No image yet: up builds it, boots it and waits for SSH.
     let up: serde_json::Value =
         serde_json::from_str(&run_ok(&sandbox, &project, &["up", "--json"])).unwrap();
     assert_eq!(up["started"], true);
+    if up["accelerator"] == "tcg" {
+        let note = up["accelerator_note"].as_str().unwrap_or_default();
+        assert!(!note.is_empty(), "auto chose TCG without a reason: {up}");
+    }
     assert_eq!(status(&sandbox, &project)["state"], "running");
 
     run_ok(&sandbox, &project, &["suspend"]);

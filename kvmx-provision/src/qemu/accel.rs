@@ -1,14 +1,19 @@
 //! Choosing the accelerator. `auto` must not hang where `/dev/kvm` exists
-//! but KVM does not run guests: SeaBIOS starts under such a KVM, so the
-//! probe boots a one-sector disk whose code writes a byte to the debug
-//! port, and gives KVM a deadline to do it.
+//! but KVM cannot run the guests kvmx builds: under PVM (`kvm_pvm`), for
+//! one, SeaBIOS and real-mode code run, and a stock kernel then hangs. So
+//! `auto` looks at which module provides KVM and at the CPU's flags, then
+//! boots a probe that enters 64-bit long mode and computes something
+//! (`accel_probe.S`), with a deadline. The verdict is kept per host boot.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use camino::Utf8Path;
+use kvmx_core::atomic_file::{self, Overwrite};
 use kvmx_core::config::Accelerator;
+use serde::{Deserialize, Serialize};
 
 use super::cmdline::Accel;
 use crate::Error;
@@ -16,8 +21,14 @@ use crate::Error;
 /// The environment variable that overrides `hardware.accelerator`.
 pub const ACCEL_VARIABLE: &str = "KVMX_ACCEL";
 
-/// How long KVM gets to run the probe's first instruction.
+/// How long the probe gets to print its verdict.
 const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The probe's boot sector, built from `accel_probe.S`.
+const PROBE_SECTOR: &[u8; 512] = include_bytes!("accel_probe.bin");
+
+/// The file, in kvmx's cache folder, that keeps the verdict of this boot.
+const VERDICT_FILE: &str = "accel-verdict.json";
 
 /// The accelerator chosen, and a note for the user when `auto` fell back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +40,13 @@ pub struct AccelChoice {
 }
 
 /// Decides the accelerator from the config and `KVMX_ACCEL`, probing KVM
-/// for `auto`. `qemu` is the QEMU binary.
-pub fn choose(configured: Accelerator, qemu: &str) -> Result<AccelChoice, Error> {
+/// for `auto`. `qemu` is the QEMU binary; the verdict of a probe is kept in
+/// `cache_dir` until the host reboots.
+pub fn choose(
+    configured: Accelerator,
+    qemu: &str,
+    cache_dir: &Utf8Path,
+) -> Result<AccelChoice, Error> {
     let requested = match std::env::var(ACCEL_VARIABLE) {
         Ok(value) if !value.is_empty() => parse_override(&value)?,
         _ => configured,
@@ -42,7 +58,7 @@ pub fn choose(configured: Accelerator, qemu: &str) -> Result<AccelChoice, Error>
     Ok(match requested {
         Accelerator::Kvm => fixed(Accel::Kvm),
         Accelerator::Tcg => fixed(Accel::Tcg),
-        Accelerator::Auto => match kvm_unusable_reason(qemu) {
+        Accelerator::Auto => match kvm_unusable_reason(qemu, cache_dir) {
             None => fixed(Accel::Kvm),
             Some(reason) => AccelChoice {
                 accel: Accel::Tcg,
@@ -63,8 +79,10 @@ fn parse_override(value: &str) -> Result<Accelerator, Error> {
     }
 }
 
-/// Why KVM cannot be used, or `None` when it runs guest code.
-fn kvm_unusable_reason(qemu: &str) -> Option<String> {
+/// Why KVM cannot be used, or `None` when it runs the probe.
+fn kvm_unusable_reason(qemu: &str, cache_dir: &Utf8Path) -> Option<String> {
+    // Permission to open the device can change within a boot (a group
+    // added, a login seat): checked every time, never cached.
     if let Err(error) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -72,39 +90,113 @@ fn kvm_unusable_reason(qemu: &str) -> Option<String> {
     {
         return Some(format!("/dev/kvm is not usable ({error})"));
     }
-    match probe(qemu) {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_owned());
+    let file = cache_dir.join(VERDICT_FILE);
+    if let Some(verdict) = boot_id
+        .as_deref()
+        .and_then(|boot| Verdict::read(&file, boot, qemu))
+    {
+        return verdict.kvm_unusable;
+    }
+    let reason = host_reason(&kvm_modules(), &cpu_flags()).or_else(|| probe_reason(qemu));
+    if let Some(boot_id) = boot_id {
+        let verdict = Verdict {
+            boot_id,
+            qemu: qemu.to_owned(),
+            kvm_unusable: reason.clone(),
+        };
+        // A verdict that cannot be kept is probed again next time.
+        let _ = verdict.write(&file);
+    }
+    reason
+}
+
+/// The verdict of one host boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Verdict {
+    /// The kernel's boot id when it was made.
+    boot_id: String,
+    /// The QEMU binary probed.
+    qemu: String,
+    /// Why KVM is unusable, or `None` when it is usable.
+    kvm_unusable: Option<String>,
+}
+
+impl Verdict {
+    /// The verdict in `file`, when it was made in boot `boot_id` for `qemu`.
+    fn read(file: &Utf8Path, boot_id: &str, qemu: &str) -> Option<Verdict> {
+        let text = std::fs::read(file).ok()?;
+        let verdict: Verdict = serde_json::from_slice(&text).ok()?;
+        (verdict.boot_id == boot_id && verdict.qemu == qemu).then_some(verdict)
+    }
+
+    fn write(&self, file: &Utf8Path) -> Result<(), kvmx_core::Error> {
+        let json = serde_json::to_vec(self).expect("a verdict serializes");
+        atomic_file::write(file, &json, Overwrite::Yes)
+    }
+}
+
+/// The loaded modules among those that provide `/dev/kvm`.
+fn kvm_modules() -> Vec<&'static str> {
+    ["kvm_intel", "kvm_amd", "kvm_pvm"]
+        .into_iter()
+        .filter(|module| std::path::Path::new("/sys/module").join(module).exists())
+        .collect()
+}
+
+/// The flags of the host's first CPU.
+fn cpu_flags() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("flags"))
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, flags)| flags.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Why the host's KVM cannot run stock guests, judged from its modules and
+/// CPU flags; `None` when they look right (the probe then decides).
+fn host_reason(modules: &[&str], flags: &[String]) -> Option<String> {
+    let hardware = modules
+        .iter()
+        .any(|m| matches!(*m, "kvm_intel" | "kvm_amd"));
+    if !hardware && modules.contains(&"kvm_pvm") {
+        return Some(
+            "/dev/kvm is provided by kvm_pvm (PVM), which cannot boot the stock kernels kvmx's guests run"
+                .into(),
+        );
+    }
+    let has_flag = |name: &str| flags.iter().any(|flag| flag == name);
+    if !flags.is_empty() && !has_flag("vmx") && !has_flag("svm") {
+        return Some("the CPU has no vmx or svm flag, so KVM has no hardware support here".into());
+    }
+    None
+}
+
+/// Why KVM failed the probe, or `None` when it passed.
+fn probe_reason(qemu: &str) -> Option<String> {
+    match probe(qemu, Accel::Kvm) {
         Ok(true) => None,
         Ok(false) => Some(format!(
-            "KVM did not run a test guest within {} s",
+            "KVM did not run a 64-bit test guest within {} s",
             PROBE_DEADLINE.as_secs()
         )),
         Err(error) => Some(format!("the KVM probe failed: {error}")),
     }
 }
 
-/// A boot sector: `mov al,'K'; out 0xe9,al; hlt; jmp $-1`, then the boot
-/// signature.
-fn probe_sector() -> [u8; 512] {
-    let mut sector = [0u8; 512];
-    sector[..7].copy_from_slice(&[0xB0, b'K', 0xE6, 0xE9, 0xF4, 0xEB, 0xFD]);
-    sector[510] = 0x55;
-    sector[511] = 0xAA;
-    sector
-}
-
-fn probe(qemu: &str) -> Result<bool, String> {
+/// Boots the probe sector under `accel`; true when it printed its `L`
+/// within the deadline.
+fn probe(qemu: &str, accel: Accel) -> Result<bool, String> {
     let image = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    std::fs::write(image.path(), probe_sector()).map_err(|e| e.to_string())?;
+    std::fs::write(image.path(), PROBE_SECTOR).map_err(|e| e.to_string())?;
     let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            "kvm",
-            "-machine",
-            "pc",
-            "-nodefaults",
-            "-no-user-config",
-        ])
-        .args(["-display", "none", "-m", "16"])
+        .args(["-accel", accel.as_str(), "-machine", "pc"])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-m", "16"])
         .arg("-drive")
         .arg(format!(
             "file={},format=raw,if=floppy",
@@ -125,11 +217,68 @@ fn probe(qemu: &str) -> Result<bool, String> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let mut byte = [0u8; 1];
-        let answered = stdout.read_exact(&mut byte).is_ok() && byte[0] == b'K';
+        let answered = stdout.read_exact(&mut byte).is_ok() && byte[0] == b'L';
         let _ = sender.send(answered);
     });
     let answered = receiver.recv_timeout(PROBE_DEADLINE).unwrap_or(false);
     let _ = child.kill();
     let _ = child.wait();
     Ok(answered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(list: &str) -> Vec<String> {
+        list.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn pvm_alone_is_refused() {
+        let reason = host_reason(&["kvm_pvm"], &flags("fpu sse2 lm")).unwrap();
+        assert!(reason.contains("kvm_pvm"), "{reason}");
+    }
+
+    #[test]
+    fn a_cpu_without_virtualization_flags_is_refused() {
+        let reason = host_reason(&[], &flags("fpu sse2 lm")).unwrap();
+        assert!(reason.contains("vmx or svm"), "{reason}");
+    }
+
+    #[test]
+    fn hardware_kvm_goes_on_to_the_probe() {
+        assert_eq!(host_reason(&["kvm_intel"], &flags("fpu vmx lm")), None);
+        assert_eq!(host_reason(&["kvm_amd", "kvm_pvm"], &flags("svm")), None);
+    }
+
+    #[test]
+    fn a_verdict_holds_for_its_boot_and_qemu_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Utf8Path::from_path(dir.path()).unwrap().join(VERDICT_FILE);
+        let verdict = Verdict {
+            boot_id: "boot-a".into(),
+            qemu: "qemu-system-x86_64".into(),
+            kvm_unusable: Some("no".into()),
+        };
+        verdict.write(&file).unwrap();
+        assert_eq!(
+            Verdict::read(&file, "boot-a", "qemu-system-x86_64"),
+            Some(verdict)
+        );
+        assert_eq!(Verdict::read(&file, "boot-b", "qemu-system-x86_64"), None);
+        assert_eq!(Verdict::read(&file, "boot-a", "/opt/qemu"), None);
+    }
+
+    #[test]
+    fn the_probe_sector_ends_with_the_boot_signature() {
+        assert_eq!(&PROBE_SECTOR[510..], &[0x55, 0xAA]);
+    }
+
+    /// The probe itself must pass where the CPU is emulated; else `auto`
+    /// would refuse a working KVM too.
+    #[test]
+    fn the_probe_reaches_long_mode_under_tcg() {
+        assert_eq!(probe(super::super::QEMU, Accel::Tcg), Ok(true));
+    }
 }

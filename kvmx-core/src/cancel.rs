@@ -1,12 +1,13 @@
-//! Stopping a build from outside: a flag that the caller sets (or lets
-//! SIGINT and SIGTERM set) and that the build checks between steps and
-//! while it waits for a tool.
+//! Stopping long work from outside: a flag that the caller sets (or lets
+//! SIGINT and SIGTERM set) and that the work checks between steps and
+//! while it waits for a child process. One type serves every library, so
+//! an embedder hands the same flag to a build, an `up` and a guest command.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Set to stop a build; the build then stops its tool, removes what it
-/// made and returns [`crate::Error::Interrupted`].
+/// Set to stop the work; it then stops its child processes, removes what
+/// it made and returns its library's "interrupted" error.
 #[derive(Debug, Clone, Default)]
 pub struct CancelFlag(Arc<AtomicBool>);
 
@@ -16,7 +17,7 @@ impl CancelFlag {
         CancelFlag::default()
     }
 
-    /// A flag set by SIGINT and SIGTERM. A second signal, while the build
+    /// A flag set by SIGINT and SIGTERM. A second signal, while the work
     /// still cleans up, ends the process at once (exit status 130).
     pub fn on_signals() -> std::io::Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
@@ -30,7 +31,7 @@ impl CancelFlag {
         Ok(flag)
     }
 
-    /// Asks the build to stop.
+    /// Asks the work to stop.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -38,14 +39,5 @@ impl CancelFlag {
     /// Whether a stop was asked for.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-
-    /// [`crate::Error::Interrupted`] if a stop was asked for.
-    pub fn check(&self) -> crate::Result<()> {
-        if self.is_cancelled() {
-            Err(crate::Error::Interrupted)
-        } else {
-            Ok(())
-        }
     }
 }

@@ -1,23 +1,28 @@
-//! Embedding kvmx: start a project's VM, run a command in it over SSH, and
-//! power it off, with the same libraries the `kvmx` command uses.
+//! Embedding kvmx: bring a project's VM up exactly as `kvmx up` does
+//! (image built when missing, hooks, provisioning), run a command in it,
+//! and power it off as `kvmx stop` does, through the libraries alone.
 //!
 //! ```sh
 //! cargo run -p kvmx-provision --example vm_lifecycle -- examples/hello
 //! ```
 
 use camino::Utf8PathBuf;
-use kvmx_core::{Layout, Project};
-use kvmx_provision::{Progress, Vm};
+use kvmx_core::{Event, Layout, Observer};
+use kvmx_provision::{StopOptions, UpOptions, Vm};
 
-/// Prints each stage as it begins.
+/// Prints each finished stage and each note.
 struct PrintStages;
 
-impl Progress for PrintStages {
-    fn stage(&mut self, name: &str) {
-        eprintln!("-- {name}");
-    }
-    fn note(&mut self, text: &str) {
-        eprintln!("note: {text}");
+impl Observer for PrintStages {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::StageFinished { stage, elapsed, .. } => {
+                eprintln!("-- {stage} ({:.1}s)", elapsed.as_secs_f64())
+            }
+            Event::Note { text } | Event::Warning { text } => eprintln!("note: {text}"),
+            Event::GuestOutput { vm, line, .. } => eprintln!("[{vm}] {line}"),
+            _ => {}
+        }
     }
 }
 
@@ -25,20 +30,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let folder = std::env::args().nth(1).unwrap_or_else(|| ".".into());
     let folder = Utf8PathBuf::from(folder).canonicalize_utf8()?;
     let layout = Layout::from_env()?;
-    let loaded = Project::find(&folder)?.load(&layout)?;
-    let vm = Vm::new(&layout, loaded.name, loaded.config);
+    let vm = Vm::find(&layout, Some(folder.as_str()), &folder)?.vm;
 
-    let report = vm.up(true, &mut PrintStages)?;
+    let up = vm.up_with(&UpOptions::new(), &mut PrintStages)?;
     println!(
         "up under {} in {:.1}s",
-        report.accelerator.as_str(),
-        report.seconds
+        up.start.accelerator.as_str(),
+        up.start.seconds
     );
 
     let status = vm.ssh_target()?.command().arg("uname -a").status()?;
     println!("uname exited with {status}");
 
-    let step = vm.stop(false, &mut PrintStages)?;
+    let step = vm.stop_with(&StopOptions::new(), &mut PrintStages)?;
     println!("stopped by {step:?}");
     Ok(())
 }

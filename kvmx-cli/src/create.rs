@@ -4,15 +4,12 @@
 //! A random password is never printed by a build; it is kept (mode 0600) in
 //! the VM's data folder and shown by `kvmx-create password`.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use kvmx_core::Config;
+use kvmx_core::CancelFlag;
 use kvmx_core::Project;
-use kvmx_core::config::values::VmName;
-use kvmx_image::{BaseVm, BootstrapCache, BuildReport, CancelFlag, ImageBuilder, Progress, Stage};
+use kvmx_image::{BootstrapCache, ImageBuilder};
 
 use crate::cli::GlobalArgs;
 use crate::commands::Context;
@@ -83,19 +80,14 @@ pub fn main() -> ExitCode {
 fn run(cli: CreateCli, output: &Output) -> Result<(), CommandError> {
     let context = Context::from_env()?;
     match cli.command {
-        None => build(&cli.build, &cli.global, &context, output),
+        None => build(&cli.build, &context, output),
         Some(CreateCommand::Cache(CacheCommand::List)) => cache_list(&context, output),
         Some(CreateCommand::Cache(CacheCommand::Clear)) => cache_clear(&context, output),
         Some(CreateCommand::Password { vm }) => password(vm.as_deref(), &context, output),
     }
 }
 
-fn build(
-    args: &BuildArgs,
-    global: &GlobalArgs,
-    context: &Context,
-    output: &Output,
-) -> Result<(), CommandError> {
+fn build(args: &BuildArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let project = Project::select(args.vm.as_deref(), &context.cwd, &context.layout)?;
     let loaded = project.load(&context.layout)?;
     for warning in &loaded.warnings {
@@ -106,14 +98,11 @@ fn build(
             warning.message
         ));
     }
-    let report = build_image(
-        &loaded.name,
-        &loaded.config,
-        context,
-        args.force,
-        args.no_cache,
-        global.quiet,
-    )?;
+    let report = ImageBuilder::for_vm(&context.layout, loaded.name, loaded.config)?
+        .force(args.force)
+        .no_cache(args.no_cache)
+        .cancel(CancelFlag::on_signals()?)
+        .build(&mut output.stages())?;
     if output.json {
         output.json_result(&report);
         return Ok(());
@@ -131,52 +120,6 @@ fn build(
         ));
     }
     Ok(())
-}
-
-/// Builds the image of VM `name` with its resolved `config`, showing the
-/// stages on stderr unless `quiet`; Ctrl-C stops it and leaves nothing.
-pub fn build_image(
-    name: &VmName,
-    config: &Config,
-    context: &Context,
-    force: bool,
-    no_cache: bool,
-    quiet: bool,
-) -> Result<BuildReport, CommandError> {
-    let base = match &config.image.base {
-        Some(base) => Some(base_vm(base.as_str(), context)?),
-        None => None,
-    };
-    let cancel = CancelFlag::on_signals()?;
-    let builder = ImageBuilder::new(
-        name.clone(),
-        config.clone(),
-        context.layout.vm(name),
-        context.layout.cache_dir.clone(),
-    )
-    .force(force)
-    .no_cache(no_cache)
-    .base(base)
-    .cancel(cancel);
-    let mut progress = StageDisplay::new(!quiet);
-    Ok(builder.build(&mut progress)?)
-}
-
-fn base_vm(name: &str, context: &Context) -> Result<BaseVm, CommandError> {
-    let project = Project::select(Some(name), &context.cwd, &context.layout)?;
-    let loaded = project.load(&context.layout)?;
-    let config = &loaded.config;
-    Ok(BaseVm {
-        image: config
-            .image
-            .path
-            .clone()
-            .unwrap_or_else(|| context.layout.vm(&loaded.name).default_image()),
-        format: config.image.format,
-        bootloader: config.create.bootloader,
-        paths: context.layout.vm(&loaded.name),
-        name: loaded.name,
-    })
 }
 
 fn cache_list(context: &Context, output: &Output) -> Result<(), CommandError> {
@@ -238,66 +181,5 @@ fn password(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), 
             ),
         }),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// The stages on stderr: a spinner with the running time on a terminal,
-/// one line per finished stage elsewhere.
-struct StageDisplay {
-    enabled: bool,
-    spinner: Option<indicatif::ProgressBar>,
-}
-
-impl StageDisplay {
-    fn new(enabled: bool) -> Self {
-        StageDisplay {
-            enabled,
-            spinner: None,
-        }
-    }
-}
-
-impl Progress for StageDisplay {
-    fn stage_started(&mut self, stage: Stage) {
-        if !self.enabled || !std::io::stderr().is_terminal() {
-            return;
-        }
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .expect("valid template"),
-        );
-        spinner.set_message(stage.describe());
-        spinner.enable_steady_tick(Duration::from_millis(120));
-        self.spinner = Some(spinner);
-    }
-
-    fn stage_finished(&mut self, stage: Stage, elapsed: Duration, note: Option<&str>) {
-        if !self.enabled {
-            return;
-        }
-        let note = note.map(|n| format!(" ({n})")).unwrap_or_default();
-        let line = format!(
-            "{:>7.1} s  {}{note}",
-            elapsed.as_secs_f64(),
-            stage.describe()
-        );
-        match self.spinner.take() {
-            Some(spinner) => {
-                spinner.set_style(
-                    indicatif::ProgressStyle::with_template("{msg}").expect("valid template"),
-                );
-                spinner.finish_with_message(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl Drop for StageDisplay {
-    fn drop(&mut self) {
-        if let Some(spinner) = self.spinner.take() {
-            spinner.abandon();
-        }
     }
 }

@@ -116,20 +116,25 @@ impl From<std::io::Error> for CommandError {
 
 impl From<kvmx_provision::Error> for CommandError {
     fn from(error: kvmx_provision::Error) -> Self {
-        use kvmx_provision::Error as E;
-        let kind = match &error {
-            E::Core(kvmx_core::Error::Config(_)) => Kind::Config,
-            E::Core(kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. })
-            | E::Usage(_)
-            | E::TargetExists { .. } => Kind::Usage,
-            // The guest command's own status, so scripts can test it.
-            E::Step(step) => Kind::Guest(u8::try_from(step.code).unwrap_or(1).max(1)),
-            _ => Kind::Failure,
-        };
         CommandError {
-            kind,
+            kind: provision_kind(&error),
             hint: error.hint(),
             error: Box::new(error),
         }
+    }
+}
+
+fn provision_kind(error: &kvmx_provision::Error) -> Kind {
+    use kvmx_provision::Error as E;
+    match error {
+        E::Core(kvmx_core::Error::Config(_)) => Kind::Config,
+        E::Core(kvmx_core::Error::UnknownVm { .. } | kvmx_core::Error::NoProject { .. })
+        | E::Usage(_)
+        | E::TargetExists { .. } => Kind::Usage,
+        // The guest command's own status, so scripts can test it.
+        E::Step(step) => Kind::Guest(u8::try_from(step.code).unwrap_or(1).max(1)),
+        E::Image(kvmx_image::Error::Interrupted) | E::Interrupted { .. } => Kind::Interrupted,
+        E::StartHook { source, .. } => provision_kind(source),
+        _ => Kind::Failure,
     }
 }

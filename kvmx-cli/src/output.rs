@@ -29,9 +29,9 @@ impl Output {
         self.quiet
     }
 
-    /// Stage progress on stderr, silent with `--quiet`.
-    pub fn stages(&self) -> crate::progress::StagePrinter {
-        crate::progress::StagePrinter::new(self.quiet)
+    /// The display of long work's events.
+    pub fn stages(&self) -> crate::progress::StageDisplay {
+        crate::progress::StageDisplay::new(self.quiet, self.json)
     }
 
     /// A result line on stdout.

@@ -1,94 +1,102 @@
-//! Stages of long work on stderr: each stage with its elapsed time, and on
-//! a terminal a line that counts the seconds while a stage runs.
+//! The one display of long work, for every library's events: each stage
+//! with its elapsed time (on a terminal, a spinner counts while it runs),
+//! notes and warnings on stderr, and guest output behind the VM's name.
 
 use std::io::{IsTerminal, Write};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Prints stages as they begin and end; quiet prints nothing.
-pub struct StagePrinter {
-    shared: Arc<Mutex<Current>>,
+use indicatif::{ProgressBar, ProgressStyle};
+use kvmx_core::observe::{Event, Observer, Stream};
+
+/// Renders events on the terminal; `--quiet` keeps guest output alone.
+pub struct StageDisplay {
     quiet: bool,
+    /// Guest stdout goes to stderr when stdout carries a JSON result.
+    json: bool,
+    spinner: Option<ProgressBar>,
 }
 
-struct Current {
-    name: Option<String>,
-    since: Instant,
-    live: bool,
-}
-
-impl StagePrinter {
-    /// A printer; `quiet` silences it.
-    pub fn new(quiet: bool) -> Self {
-        let live = !quiet && std::io::stderr().is_terminal();
-        let shared = Arc::new(Mutex::new(Current {
-            name: None,
-            since: Instant::now(),
-            live,
-        }));
-        if live {
-            let ticker = Arc::downgrade(&shared);
-            std::thread::spawn(move || {
-                while let Some(shared) = ticker.upgrade() {
-                    if let Ok(current) = shared.lock()
-                        && let Some(name) = &current.name
-                    {
-                        eprint!("\r\x1b[K  {name}... {}s", current.since.elapsed().as_secs());
-                        let _ = std::io::stderr().flush();
-                    }
-                    drop(shared);
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            });
+impl StageDisplay {
+    /// A display; `quiet` silences all but guest output.
+    pub fn new(quiet: bool, json: bool) -> Self {
+        StageDisplay {
+            quiet,
+            json,
+            spinner: None,
         }
-        StagePrinter { shared, quiet }
     }
 
-    /// Ends the current stage, printing its time.
-    pub fn finish(&mut self) {
-        let Ok(mut current) = self.shared.lock() else {
-            return;
+    /// Prints a line without tearing the spinner.
+    fn print(&self, to_stdout: bool, text: &str) {
+        let write = || {
+            let _ = if to_stdout {
+                writeln!(std::io::stdout().lock(), "{text}")
+            } else {
+                writeln!(std::io::stderr().lock(), "{text}")
+            };
         };
-        if let Some(name) = current.name.take()
-            && !self.quiet
-        {
-            let clear = if current.live { "\r\x1b[K" } else { "" };
-            eprintln!(
-                "{clear}  {name} ({:.1}s)",
-                current.since.elapsed().as_secs_f64()
-            );
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(write),
+            None => write(),
         }
     }
 
-    fn begin(&mut self, name: &str) {
-        self.finish();
-        if let Ok(mut current) = self.shared.lock() {
-            current.name = Some(name.to_owned());
-            current.since = Instant::now();
+    fn start(&mut self, stage: &str) {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            return;
         }
+        let spinner = ProgressBar::new_spinner();
+        spinner.set_style(
+            ProgressStyle::with_template("  {spinner} {msg} {elapsed}").expect("valid template"),
+        );
+        spinner.set_message(stage.to_owned());
+        spinner.enable_steady_tick(Duration::from_millis(120));
+        self.spinner = Some(spinner);
     }
 
-    fn print_note(&mut self, text: &str) {
+    fn finish(&mut self, stage: &str, elapsed: Duration, note: Option<&str>) {
+        let spinner = self.spinner.take();
         if self.quiet {
             return;
         }
-        let live = self.shared.lock().map(|c| c.live).unwrap_or(false);
-        let clear = if live { "\r\x1b[K" } else { "" };
-        eprintln!("{clear}note: {text}");
+        let note = note.map(|n| format!(", {n}")).unwrap_or_default();
+        let line = format!("  {stage} ({:.1}s{note})", elapsed.as_secs_f64());
+        match spinner {
+            Some(spinner) => {
+                spinner.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
+                spinner.finish_with_message(line);
+            }
+            None => eprintln!("{line}"),
+        }
     }
 }
 
-impl kvmx_provision::Progress for StagePrinter {
-    fn stage(&mut self, name: &str) {
-        self.begin(name);
-    }
-    fn note(&mut self, text: &str) {
-        self.print_note(text);
+impl Observer for StageDisplay {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::StageStarted { stage } => self.start(stage),
+            Event::StageFinished {
+                stage,
+                elapsed,
+                note,
+            } => self.finish(stage, elapsed, note),
+            Event::Note { text } if !self.quiet => self.print(false, &format!("note: {text}")),
+            Event::Warning { text } if !self.quiet => {
+                self.print(false, &format!("warning: {text}"))
+            }
+            Event::GuestOutput { vm, stream, line } => {
+                let to_stdout = stream == Stream::Stdout && !self.json;
+                self.print(to_stdout, &format!("[{vm}] {line}"));
+            }
+            _ => {}
+        }
     }
 }
 
-impl Drop for StagePrinter {
+impl Drop for StageDisplay {
     fn drop(&mut self) {
-        self.finish();
+        if let Some(spinner) = self.spinner.take() {
+            spinner.abandon();
+        }
     }
 }

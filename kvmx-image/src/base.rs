@@ -4,9 +4,10 @@
 //! VM, and its client key is tried after this VM's own.
 
 use camino::{Utf8Path, Utf8PathBuf};
+use kvmx_core::Project;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, ImageFormat};
-use kvmx_core::layout::VmPaths;
+use kvmx_core::layout::{Layout, VmPaths};
 
 use crate::process::{Runner, Tool};
 use crate::{Error, Result};
@@ -27,6 +28,25 @@ pub struct BaseVm {
 }
 
 impl BaseVm {
+    /// The registered VM `name`, as its own config describes it.
+    pub fn registered(layout: &Layout, name: &str) -> Result<BaseVm, Error> {
+        let project = Project::select(Some(name), &layout.config_dir, layout)?;
+        let loaded = project.load(layout)?;
+        let paths = layout.vm(&loaded.name);
+        let config = &loaded.config;
+        Ok(BaseVm {
+            image: config
+                .image
+                .path
+                .clone()
+                .unwrap_or_else(|| paths.default_image()),
+            format: config.image.format,
+            bootloader: config.create.bootloader,
+            paths,
+            name: loaded.name,
+        })
+    }
+
     fn refuse(&self, reason: impl Into<String>) -> Error {
         Error::Base {
             name: self.name.to_string(),

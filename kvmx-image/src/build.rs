@@ -1,16 +1,18 @@
 //! The entry point: [`ImageBuilder`] builds a VM's image from its config and
-//! reports its stages through a [`Progress`] the caller supplies.
+//! reports its stages to the [`Observer`] the caller supplies.
 //!
 //! Everything is made in a work folder beside the image and moved into place
 //! by renames at the end: an existing image is replaced only by a complete
 //! new one, and a failed or interrupted build removes what it made.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use camino::{Utf8Path, Utf8PathBuf};
+use kvmx_core::CancelFlag;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, Config, ImageFormat, ImageType};
-use kvmx_core::layout::{DirectBoot, VmPaths};
+use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
+use kvmx_core::observe::{Observer, Stages};
 use serde::Serialize;
 
 use crate::base::BaseVm;
@@ -24,7 +26,6 @@ use crate::process::Runner;
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
 use crate::{Error, Result, disk, keys};
-use kvmx_core::CancelFlag;
 
 /// A step of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,23 +66,6 @@ impl Stage {
             Stage::Finish => "finishing",
         }
     }
-}
-
-/// Receives a build's progress. The library never prints.
-pub trait Progress {
-    /// A stage begins.
-    fn stage_started(&mut self, stage: Stage);
-    /// A stage ended after `elapsed`; `note` tells more ("from the cache").
-    fn stage_finished(&mut self, stage: Stage, elapsed: Duration, note: Option<&str>);
-}
-
-/// A [`Progress`] that ignores everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn stage_started(&mut self, _: Stage) {}
-    fn stage_finished(&mut self, _: Stage, _: Duration, _: Option<&str>) {}
 }
 
 /// How long a stage took.
@@ -142,8 +126,8 @@ pub struct ImageBuilder {
 }
 
 struct Timer<'a> {
-    progress: &'a mut dyn Progress,
-    stages: Vec<StageTime>,
+    stages: Stages<'a>,
+    times: Vec<StageTime>,
 }
 
 impl Timer<'_> {
@@ -154,13 +138,12 @@ impl Timer<'_> {
         work: impl FnOnce() -> Result<(T, Option<String>)>,
     ) -> Result<T> {
         crate::process::check_cancel(cancel)?;
-        self.progress.stage_started(stage);
+        self.stages.stage(stage.describe());
         let start = Instant::now();
         let (value, note) = work()?;
         let elapsed = start.elapsed();
-        self.progress
-            .stage_finished(stage, elapsed, note.as_deref());
-        self.stages.push(StageTime {
+        self.stages.finish(note.as_deref());
+        self.times.push(StageTime {
             stage,
             seconds: (elapsed.as_secs_f64() * 10.0).round() / 10.0,
         });
@@ -183,6 +166,18 @@ impl ImageBuilder {
             base: None,
             cancel: CancelFlag::new(),
         }
+    }
+
+    /// The build of VM `name`'s image in kvmx's folders `layout`, as its
+    /// resolved `config` describes it; the base box of `image.base`, a
+    /// registered VM, is looked up here.
+    pub fn for_vm(layout: &Layout, name: VmName, config: Config) -> Result<Self> {
+        let base = match &config.image.base {
+            Some(base) => Some(BaseVm::registered(layout, base.as_str())?),
+            None => None,
+        };
+        let paths = layout.vm(&name);
+        Ok(ImageBuilder::new(name, config, paths, layout.cache_dir.clone()).base(base))
     }
 
     /// Replace an existing image.
@@ -218,7 +213,7 @@ impl ImageBuilder {
     }
 
     /// Builds the image.
-    pub fn build(&self, progress: &mut dyn Progress) -> Result<BuildReport> {
+    pub fn build(&self, observer: &mut dyn Observer) -> Result<BuildReport> {
         let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
         runner.note(&format!(
             "# kvmx-create {}: building {}",
@@ -226,8 +221,8 @@ impl ImageBuilder {
             self.image()
         ));
         let mut timer = Timer {
-            progress,
-            stages: Vec::new(),
+            stages: Stages::new(observer),
+            times: Vec::new(),
         };
         let result = match &self.base {
             Some(base) => self.build_from_base(base, &runner, &mut timer),
@@ -238,7 +233,7 @@ impl ImageBuilder {
             Err(e) => runner.note(&format!("# failed: {e}")),
         }
         let mut report = result?;
-        report.stages = timer.stages;
+        report.stages = std::mem::take(&mut timer.times);
         Ok(report)
     }
 

@@ -13,7 +13,7 @@
 //! Images made from another VM's image (base boxes) are in [`base`]. Tools
 //! run through [`process`], which logs their output and stops them on
 //! [`CancelFlag`]. The library never prints: the caller gets progress
-//! through [`Progress`] and the result as a [`BuildReport`].
+//! through a [`kvmx_core::Observer`] and the result as a [`BuildReport`].
 
 pub mod accounts;
 pub mod base;
@@ -34,7 +34,7 @@ pub mod rootfs;
 pub mod userns;
 
 pub use base::BaseVm;
-pub use build::{BuildReport, ImageBuilder, NoProgress, Progress, Stage, StageTime};
+pub use build::{BuildReport, ImageBuilder, Stage, StageTime};
 pub use cache::{BootstrapCache, CacheEntry, CacheUse};
 pub use error::{Error, Result};
 pub use kvmx_core::CancelFlag;

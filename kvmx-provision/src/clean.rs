@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::guest::{Collected, Discard, Stream, quote};
 use crate::ssh::SshTarget;
-use crate::{Error, Progress, Vm};
+use crate::{Error, Vm};
+use kvmx_core::observe::{Observer, Stages};
 
 /// How many lines of a failing tool's output an error carries.
 const TOOL_LINES: usize = 30;
@@ -130,8 +131,9 @@ pub fn clean_in(
     vm: &Vm,
     cleaner: Cleaner,
     files: &[Utf8PathBuf],
-    progress: &mut dyn Progress,
+    observer: &mut dyn Observer,
 ) -> Result<Vec<Cleaned>, Error> {
+    let mut progress = Stages::new(observer);
     check_targets(cleaner, files)?;
     in_guest_folder(vm, |ssh, work| {
         let mut cleaned = Vec::new();
@@ -200,8 +202,9 @@ pub fn scan_in(
     vm: &Vm,
     paths: &[Utf8PathBuf],
     database: Option<&Utf8Path>,
-    progress: &mut dyn Progress,
+    observer: &mut dyn Observer,
 ) -> Result<Scan, Error> {
+    let mut progress = Stages::new(observer);
     check_scan(paths, database)?;
     in_guest_folder(vm, |ssh, work| {
         progress.stage("copying in");

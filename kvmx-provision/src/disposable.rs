@@ -16,9 +16,11 @@ use kvmx_core::{Layout, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::guest::OutputSink;
-use crate::vm::{Progress, UpReport};
+use crate::lifecycle::Patience;
+use crate::vm::UpReport;
 use crate::warm::{WarmRun, WarmState, memory_file};
 use crate::{Error, Vm};
+use kvmx_core::observe::{Observer, Stages};
 
 /// The record that makes a VM folder a disposable's.
 const RECORD: &str = "disposable.json";
@@ -138,10 +140,10 @@ impl Disposable {
     /// is erased.
     pub fn boot(
         &self,
-        progress: &mut dyn Progress,
+        observer: &mut dyn Observer,
         sink: &mut dyn OutputSink,
     ) -> Result<UpReport, Error> {
-        let booted = self.start(progress).and_then(|report| {
+        let booted = self.start(&mut Stages::new(observer)).and_then(|report| {
             self.vm.startup_hooks(sink)?;
             Ok(report)
         });
@@ -153,7 +155,7 @@ impl Disposable {
 
     /// Restores the template's warm state when there is one; otherwise
     /// boots, and saves the warm state for the next disposables.
-    fn start(&self, progress: &mut dyn Progress) -> Result<UpReport, Error> {
+    fn start(&self, progress: &mut Stages<'_>) -> Result<UpReport, Error> {
         if let Some(state) = crate::warm::find(&self.vm) {
             match self.restore(&state, progress) {
                 Ok(report) => return Ok(report),
@@ -166,13 +168,16 @@ impl Disposable {
             }
         }
         let Some(fresh) = crate::warm::new_folder(&self.vm)? else {
-            return self.vm.up(true, progress);
+            return self.vm.start(true, None, &Patience::default(), progress);
         };
         // Boot with the memory in the state's file, save, and come back
         // restored like every later sibling.
-        let report = self
-            .vm
-            .start(true, Some(WarmRun::Save(&memory_file(&fresh))), progress)?;
+        let report = self.vm.start(
+            true,
+            Some(WarmRun::Save(&memory_file(&fresh))),
+            &Patience::default(),
+            progress,
+        )?;
         progress.stage("preparing the guest for restoring");
         if let Err(error) = crate::warm::prepare_guest(&self.vm) {
             // This one runs as booted; its memory file goes once QEMU ends.
@@ -191,13 +196,18 @@ impl Disposable {
                 ));
                 let _ = std::fs::remove_dir_all(&fresh);
                 self.vm.halt();
-                self.vm.up(true, progress)
+                self.vm.start(true, None, &Patience::default(), progress)
             }
         }
     }
 
-    fn restore(&self, state: &WarmState, progress: &mut dyn Progress) -> Result<UpReport, Error> {
-        let restored = self.vm.start(true, Some(WarmRun::Restore(state)), progress);
+    fn restore(&self, state: &WarmState, progress: &mut Stages<'_>) -> Result<UpReport, Error> {
+        let restored = self.vm.start(
+            true,
+            Some(WarmRun::Restore(state)),
+            &Patience::default(),
+            progress,
+        );
         if restored.is_err() {
             self.vm.halt();
         }

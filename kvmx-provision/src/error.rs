@@ -93,6 +93,34 @@ pub enum Error {
         /// The file.
         path: Utf8PathBuf,
     },
+    /// Building the VM's missing image failed.
+    #[error(transparent)]
+    Image(#[from] kvmx_image::Error),
+    /// A start hook failed after the guest came up; the VM runs on.
+    #[error("a start hook of {vm} failed; {vm} is running")]
+    StartHook {
+        /// The VM.
+        vm: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// Waiting for something took longer than allowed.
+    #[error("{what} did not happen within {} s; {left}", .after.as_secs())]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long it was awaited.
+        after: std::time::Duration,
+        /// The state it leaves ("the VM is still running").
+        left: String,
+    },
+    /// The caller's cancel flag was set (Ctrl-C).
+    #[error("interrupted; {left}")]
+    Interrupted {
+        /// The state it leaves.
+        left: String,
+    },
     /// A program could not be run.
     #[error("cannot run {program}")]
     Spawn {
@@ -126,6 +154,11 @@ impl Error {
                 Some("free the port or change network.forwards in kvmx.toml".into())
             }
             Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
+            Error::Image(error) => error.hint(),
+            Error::StartHook { vm, source } => Some(format!(
+                "{}; run `kvmx restart {vm}` once fixed",
+                source.hint().unwrap_or_else(|| "fix the hook".into())
+            )),
             Error::TargetExists { .. } => {
                 Some("kvmx never overwrites a file: remove or rename it, then run again".into())
             }

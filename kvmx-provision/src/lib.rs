@@ -5,7 +5,7 @@
 //! The public surface is [`Vm`]: `up`, `status`, `stop`, `kill`, `pause`,
 //! `resume`, `destroy`, plus [`Vm::qmp`] and [`Vm::ssh_target`] for raw
 //! access. Nothing here prints; long operations report through
-//! [`Progress`].
+//! an [`Observer`].
 
 pub mod clean;
 mod clock;
@@ -13,7 +13,9 @@ mod daemon;
 pub mod disposable;
 mod error;
 pub mod files;
+mod find;
 pub mod guest;
+mod lifecycle;
 pub mod live;
 pub mod nfs;
 pub mod provision;
@@ -28,4 +30,7 @@ mod vm;
 pub mod warm;
 
 pub use error::Error;
-pub use vm::{Progress, Silent, State, Status, StopStep, UpReport, Vm};
+pub use find::Found;
+pub use kvmx_core::observe::{Event, Observer, Silent};
+pub use lifecycle::{ImagePolicy, StopOptions, UpOptions, UpOutcome, UpTo};
+pub use vm::{State, Status, StopStep, UpReport, Vm};

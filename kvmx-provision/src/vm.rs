@@ -9,12 +9,14 @@ use camino::Utf8PathBuf;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol, ShareKind};
 use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
+use kvmx_core::observe::{Observer, Stages};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::Error;
 use crate::files::VmFiles;
+use crate::lifecycle::Patience;
 use crate::qemu::{self, Accel, KernelBoot, Launch};
 use crate::qmp::Qmp;
 use crate::ssh::SshTarget;
@@ -100,22 +102,6 @@ pub enum StopStep {
     Sigterm,
     /// SIGKILL to QEMU.
     Sigkill,
-}
-
-/// Progress of a long operation, for the caller to show.
-pub trait Progress {
-    /// A new stage begins.
-    fn stage(&mut self, name: &str);
-    /// Something worth telling happened.
-    fn note(&mut self, text: &str);
-}
-
-/// Progress that shows nothing.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn stage(&mut self, _: &str) {}
-    fn note(&mut self, _: &str) {}
 }
 
 /// A VM with its resolved config.
@@ -255,8 +241,9 @@ impl Vm {
 
     /// Starts the VM and, with `wait_for_ssh`, waits until the guest
     /// answers SSH (when SSH is enabled). A running VM is left as it is.
-    pub fn up(&self, wait_for_ssh: bool, progress: &mut dyn Progress) -> Result<UpReport, Error> {
-        self.start(wait_for_ssh, None, progress)
+    pub fn up(&self, wait_for_ssh: bool, observer: &mut dyn Observer) -> Result<UpReport, Error> {
+        let patience = Patience::default();
+        self.start(wait_for_ssh, None, &patience, &mut Stages::new(observer))
     }
 
     /// Starts the VM, booting it, or restoring a warm state of its
@@ -265,7 +252,8 @@ impl Vm {
         &self,
         wait_for_ssh: bool,
         warm: Option<WarmRun>,
-        progress: &mut dyn Progress,
+        patience: &Patience,
+        progress: &mut Stages<'_>,
     ) -> Result<UpReport, Error> {
         let started_at = Instant::now();
         self.files.check_socket_paths()?;
@@ -328,12 +316,11 @@ impl Vm {
             (Some(_), true, Some(state)) => {
                 progress.stage("restoring the warm state");
                 crate::warm::load(self, state)?;
-                let timeout = Duration::from_secs(self.config.supervise.boot_timeout);
-                crate::warm::wake(self, timeout)?;
+                crate::warm::wake(self, patience.timeout(self))?;
             }
             (Some(port), true, None) => {
                 progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));
-                self.wait_for_ssh(run.pid)?;
+                self.wait_for_ssh(run.pid, patience)?;
             }
             _ => {}
         }
@@ -589,11 +576,18 @@ impl Vm {
         }
     }
 
-    fn wait_for_ssh(&self, pid: i32) -> Result<(), Error> {
+    /// Waits until the guest of QEMU `pid` answers SSH, within
+    /// `patience`; a wait given up leaves QEMU running, and says so.
+    pub(crate) fn wait_for_ssh(&self, pid: i32, patience: &Patience) -> Result<(), Error> {
         let target = self.ssh_target()?;
-        let timeout = Duration::from_secs(self.config.supervise.boot_timeout);
+        let timeout = patience.timeout(self);
         let deadline = Instant::now() + timeout;
         loop {
+            if patience.cancel.is_cancelled() {
+                return Err(Error::Interrupted {
+                    left: self.still_running_note(),
+                });
+            }
             if !state::process_alive(pid) {
                 return Err(self.guest_error(
                     "QEMU exited before the guest answered SSH".into(),
@@ -614,14 +608,23 @@ impl Vm {
                 };
                 return Err(self.guest_error(
                     format!(
-                        "the guest did not answer SSH within {} s (it is still running)",
-                        timeout.as_secs()
+                        "the guest did not answer SSH within {} s; {}",
+                        timeout.as_secs(),
+                        self.still_running_note()
                     ),
                     hint,
                 ));
             }
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+
+    /// The state a given-up wait leaves, and what to do with it.
+    pub(crate) fn still_running_note(&self) -> String {
+        format!(
+            "{0} is still running: `kvmx console {0}` shows its console, `kvmx stop {0}` stops it",
+            self.name
+        )
     }
 
     fn console_is_empty(&self) -> bool {
@@ -639,7 +642,8 @@ impl Vm {
     /// Stops the VM, escalating with a deadline at each step: ACPI power
     /// button, SSH `poweroff`, QMP `quit`, SIGTERM, SIGKILL. `force` goes
     /// straight to QMP `quit`.
-    pub fn stop(&self, force: bool, progress: &mut dyn Progress) -> Result<StopStep, Error> {
+    pub fn stop(&self, force: bool, observer: &mut dyn Observer) -> Result<StopStep, Error> {
+        let mut progress = Stages::new(observer);
         let Some(run) = self.running_state()? else {
             self.cleared();
             return Ok(StopStep::AlreadyStopped);

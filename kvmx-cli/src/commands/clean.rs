@@ -4,7 +4,7 @@
 use camino::Utf8PathBuf;
 use kvmx_core::config::resolve::absolute_from;
 use kvmx_provision::clean::{self, Cleaner};
-use kvmx_provision::{Progress, Vm};
+use kvmx_provision::{Observer, Vm};
 
 use super::Context;
 use super::lifecycle::load_vm;
@@ -90,7 +90,7 @@ fn in_disposable<T>(
     template: &Vm,
     context: &Context,
     output: &Output,
-    work: impl FnOnce(&Vm, &mut dyn Progress) -> Result<T, kvmx_provision::Error>,
+    work: impl FnOnce(&Vm, &mut dyn Observer) -> Result<T, kvmx_provision::Error>,
 ) -> Result<T, CommandError> {
     let isolated = DisposableOptionArgs {
         no_network: true,

@@ -110,11 +110,10 @@ pub(crate) fn start(
         session.vm().name,
         template.name
     ));
-    {
-        let mut stages = output.stages();
-        session.boot(&mut stages, &mut Prefixed::new(session.vm().name.as_str()))?;
-        stages.finish();
-    }
+    session.boot(
+        &mut output.stages(),
+        &mut Prefixed::new(session.vm().name.as_str()),
+    )?;
     Ok(session)
 }
 

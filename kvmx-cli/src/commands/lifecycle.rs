@@ -3,57 +3,41 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use kvmx_core::{Project, Registry};
-use kvmx_provision::{State, Status, StopStep, Vm};
+use kvmx_core::CancelFlag;
+use kvmx_core::Registry;
+use kvmx_provision::{State, Status, StopOptions, StopStep, UpOptions, UpTo, Vm};
 
+use super::Context;
 use super::guest::Prefixed;
-use super::{Context, print_legacy_warnings};
 use crate::cli::{DestroyArgs, StopArgs, UpArgs};
 use crate::error::CommandError;
 use crate::output::Output;
 
 /// Loads the VM a command names (or the project around the current folder).
 pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<Vm, CommandError> {
-    let project = match Project::select(vm, &context.cwd, &context.layout) {
-        Ok(project) => project,
-        // A disposable has no project: its record in kvmx's data says all.
-        Err(error @ kvmx_core::Error::UnknownVm { .. }) => {
-            return vm
-                .and_then(|name| kvmx_provision::disposable::find(&context.layout, name))
-                .ok_or_else(|| error.into());
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let loaded = project.load(&context.layout)?;
-    print_legacy_warnings(&loaded, project.file.path(), output);
-    Ok(Vm::open(&context.layout, loaded.name, loaded.config)?)
+    let found = Vm::find(&context.layout, vm, &context.cwd)?;
+    for warning in &found.warnings {
+        output.warn(warning);
+    }
+    Ok(found.vm)
 }
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    // Before a build that takes minutes.
-    vm.check_shares()?;
-    // A template-based VM's root is made from its template's image.
-    if vm.template.is_none() && !vm.image().exists() {
-        output.info(&format!("{} has no image yet; building it", vm.name));
-        let report = crate::create::build_image(
-            &vm.name,
-            &vm.config,
-            context,
-            false,
-            false,
-            output.is_quiet(),
-        )?;
-        output.info(&format!("Built {}", report.image));
-    }
     output.info(&format!("Starting {}", vm.name));
-    let mut stages = output.stages();
-    // The console replaces the wait for SSH.
-    let report = vm.up(!args.console, &mut stages)?;
-    stages.finish();
-    drop(stages);
+    // The console replaces the wait for SSH, the hooks and provisioning.
+    let up_to = if args.console {
+        UpTo::Started
+    } else {
+        UpTo::Ready
+    };
+    let options = UpOptions::new()
+        .up_to(up_to)
+        .cancel(CancelFlag::on_signals()?);
+    let outcome = vm.up_with(&options, &mut output.stages())?;
+    let report = &outcome.start;
     if output.json {
-        output.json_result(&report);
+        output.json_result(&outcome);
     } else if !report.started {
         output.info(&format!("{} is already running", vm.name));
     } else {
@@ -61,8 +45,13 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
             .ssh_port
             .map(|port| format!("; SSH on 127.0.0.1:{port} (`kvmx ssh {}`)", vm.name))
             .unwrap_or_default();
+        let provisioned = if outcome.provisioned {
+            ", provisioned"
+        } else {
+            ""
+        };
         output.info(&format!(
-            "{} is up after {:.1}s under {}{ssh}",
+            "{} is up after {:.1}s under {}{provisioned}{ssh}",
             vm.name,
             report.seconds,
             report.accelerator.as_str()
@@ -71,36 +60,13 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
     if args.console {
         return super::access::attach_console(&vm, output);
     }
-    if report.started && report.ssh_port.is_some() {
-        // A failing hook leaves the VM running, and says so.
-        vm.startup_hooks(&mut Prefixed::new(vm.name.as_str()))
-            .map_err(|e| {
-                let error = CommandError::from(e);
-                let fix = error.hint.clone().unwrap_or_else(|| "fix the hook".into());
-                error.with_hint(format!(
-                    "{fix}; {} is running: run `kvmx restart` once fixed",
-                    vm.name
-                ))
-            })?;
-        if vm.wants_provision() {
-            super::guest::provision_vm(&vm, output)?;
-        }
-    }
     Ok(())
 }
 
 pub fn stop(args: &StopArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = load_vm(args.vm.as_deref(), context, output)?;
-    if !args.force && vm.has_poweroff_hooks() && vm.status()?.state == State::Running {
-        // A failing hook must not leave the VM half-stopped: warn and go on.
-        if let Err(error) = vm.poweroff_hooks(&mut Prefixed::new(vm.name.as_str())) {
-            output.warn(&format!("power-off hook: {error}; powering off anyway"));
-        }
-    }
-    let step = {
-        let mut stages = output.stages();
-        vm.stop(args.force, &mut stages)?
-    };
+    let options = StopOptions::new().force(args.force);
+    let step = vm.stop_with(&options, &mut output.stages())?;
     report_stop(&vm, step, output);
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! mount in the guest. The mounts of a run are listed in its runtime
 //! folder, so they end with it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::atomic_file::{self, Overwrite};
@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::guest::{Discard, quote};
+use crate::qmp::commands::{ChardevAdd, ChardevRemove, DeviceAdd, DeviceDel};
 use crate::{Error, Vm};
+
+/// How long the guest gets to release a live mount's device.
+const UNPLUG_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A folder shared with the guest, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,20 +104,16 @@ impl Vm {
         let log = self.files.paths.runtime.join(format!("virtiofsd-{id}.log"));
         crate::virtiofs::start(&socket, host, false, &log)?;
         let mut qmp = self.qmp()?;
-        qmp.execute(
-            "chardev-add",
-            Some(json!({
-                "id": format!("vfs-{id}"),
-                "backend": { "type": "socket", "data": {
-                    "addr": { "type": "unix", "data": { "path": socket.as_str() } },
-                    "server": false
-                }}
-            })),
-        )?;
-        qmp.execute(
-            "device_add",
-            Some(json!({ "driver": "vhost-user-fs-pci", "id": format!("dev-{id}"), "chardev": format!("vfs-{id}"), "tag": id })),
-        )?;
+        qmp.execute(&ChardevAdd::unix_client(
+            format!("vfs-{id}"),
+            socket.as_str(),
+        ))?;
+        qmp.execute(&DeviceAdd(json!({
+            "driver": "vhost-user-fs-pci",
+            "id": format!("dev-{id}"),
+            "chardev": format!("vfs-{id}"),
+            "tag": id
+        })))?;
         let target = self.ssh_target()?;
         let quoted = quote(guest);
         // The guest sees the new PCI device a moment after QEMU adds it.
@@ -173,16 +173,18 @@ impl Vm {
     /// Removes the device and chardev of live mount `id`.
     fn unplug(&self, id: &str) -> Result<(), Error> {
         let mut qmp = self.qmp()?;
-        let _ = qmp.execute("device_del", Some(json!({ "id": format!("dev-{id}") })));
-        // The chardev is busy until the guest has released the device.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match qmp.execute("chardev-remove", Some(json!({ "id": format!("vfs-{id}") }))) {
-                Ok(_) => return Ok(()),
-                Err(error) if Instant::now() > deadline => return Err(error.into()),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
+        let device = format!("dev-{id}");
+        // The chardev is busy until the guest has released the device,
+        // which DEVICE_DELETED tells.
+        if qmp.execute(&DeviceDel { id: device.clone() }).is_ok() {
+            qmp.wait_event("DEVICE_DELETED", UNPLUG_DEADLINE, |event| {
+                event.data["device"] == device.as_str()
+            })?;
         }
+        qmp.execute(&ChardevRemove {
+            id: format!("vfs-{id}"),
+        })?;
+        Ok(())
     }
 
     fn require_running_state(&self) -> Result<(), Error> {

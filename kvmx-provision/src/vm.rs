@@ -18,7 +18,7 @@ use crate::Error;
 use crate::files::VmFiles;
 use crate::lifecycle::Patience;
 use crate::qemu::{self, Accel, KernelBoot, Launch};
-use crate::qmp::Qmp;
+use crate::qmp::{Qmp, QmpError, commands};
 use crate::ssh::SshTarget;
 use crate::state::{self, PortForward, RunLock, RunState};
 use crate::warm::WarmRun;
@@ -652,37 +652,42 @@ impl Vm {
         self.unmount_ssh_shares();
         let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
         let pid = run.pid;
+        // One QMP connection for the whole escalation: the guest's
+        // SHUTDOWN event ends each wait.
+        let mut qmp = self.qmp().ok();
         if !force {
             progress.stage("ACPI power-off");
-            if self
-                .qmp()
-                .and_then(|mut q| Ok(q.execute("system_powerdown", None)?))
-                .is_ok()
-                && wait_exit(pid, patience)
-            {
+            let pressed = qmp
+                .as_mut()
+                .is_some_and(|q| q.execute(&commands::SystemPowerdown).is_ok());
+            if pressed && wait_shutdown(&mut qmp, pid, patience) {
                 return Ok(self.stopped(StopStep::AcpiPowerdown));
             }
             if let (true, Ok(target)) = (self.config.ssh.enabled, self.ssh_target()) {
                 progress.stage("poweroff over SSH");
-                let _ = target
-                    .command()
+                let mut poweroff = target.command();
+                poweroff
                     .args(["-o", "BatchMode=yes", "sudo -n poweroff"])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                if wait_exit(pid, patience) {
+                    .stderr(Stdio::null());
+                // The connection drops as the guest goes down; a hung
+                // guest must not hang the stop.
+                let _ = run_within(&mut poweroff, patience);
+                if wait_shutdown(&mut qmp, pid, patience) {
                     return Ok(self.stopped(StopStep::SshPoweroff));
                 }
             }
         }
         progress.stage("QMP quit");
-        if self
-            .qmp()
-            .and_then(|mut q| Ok(q.execute("quit", None)?))
-            .is_ok()
-            && wait_exit(pid, QUIT_DEADLINE)
-        {
+        let quit = match qmp.as_mut() {
+            Some(q) => q.execute(&commands::Quit).map(drop),
+            None => self
+                .qmp()
+                .and_then(|mut q| Ok(q.execute(&commands::Quit).map(drop)?))
+                .map_err(|_| QmpError::Closed),
+        };
+        if quit.is_ok() && wait_exit(pid, QUIT_DEADLINE) {
             return Ok(self.stopped(StopStep::QmpQuit));
         }
         progress.stage("SIGTERM");
@@ -712,14 +717,14 @@ impl Vm {
     /// Pauses the guest's CPUs.
     pub fn pause(&self) -> Result<(), Error> {
         self.require_running()?;
-        self.qmp()?.execute("stop", None)?;
+        self.qmp()?.execute(&commands::Stop)?;
         Ok(())
     }
 
     /// Resumes a paused guest.
     pub fn resume(&self) -> Result<(), Error> {
         self.require_running()?;
-        self.qmp()?.execute("cont", None)?;
+        self.qmp()?.execute(&commands::Cont)?;
         Ok(())
     }
 
@@ -787,7 +792,7 @@ impl Vm {
     /// Quits QEMU at once and forgets the run, keeping every file.
     pub(crate) fn halt(&self) {
         if let Ok(Some(run)) = self.running_state() {
-            let _ = self.qmp().and_then(|mut q| Ok(q.execute("quit", None)?));
+            let _ = self.qmp().and_then(|mut q| Ok(q.execute(&commands::Quit)?));
             if !wait_exit(run.pid, QUIT_DEADLINE) {
                 signal(run.pid, Signal::SIGKILL);
                 wait_exit(run.pid, QUIT_DEADLINE);
@@ -824,6 +829,36 @@ fn now() -> u64 {
 
 fn signal(pid: i32, signal: Signal) {
     let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+}
+
+/// Waits up to `patience` for QEMU `pid` to end after a power-off request:
+/// for the guest's `SHUTDOWN` event when QMP is connected, then for the
+/// process.
+fn wait_shutdown(qmp: &mut Option<Qmp>, pid: i32, patience: Duration) -> bool {
+    let Some(connection) = qmp else {
+        return wait_exit(pid, patience);
+    };
+    match connection.wait_event("SHUTDOWN", patience, |_| true) {
+        Err(QmpError::NoEvent { .. }) => false,
+        // The event, or QEMU gone with its socket.
+        _ => wait_exit(pid, QUIT_DEADLINE),
+    }
+}
+
+/// Runs `command`, killing it when it takes longer than `deadline`; its
+/// status, or `None` when it was killed or could not start.
+fn run_within(command: &mut Command, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let mut child = command.spawn().ok()?;
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 /// Waits up to `deadline` for `pid` to exit.

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::qemu::Accel;
+use crate::qmp::{Qmp, commands};
 use crate::{Error, Vm};
 
 /// How long saving or loading the device state may take.
@@ -195,13 +195,13 @@ pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<Warm
         wait_until_idle(run.pid);
     }
     let mut qmp = vm.qmp()?;
-    qmp.execute("stop", None)?;
-    qmp.execute("migrate-set-capabilities", Some(ignore_shared()))?;
+    qmp.execute(&commands::Stop)?;
+    qmp.execute(&migration_capabilities())?;
     let devices = fresh.join("devices.state");
     let uri = format!("exec:cat > {}", crate::guest::quote(devices.as_str()));
-    qmp.execute("migrate", Some(json!({ "uri": uri })))?;
+    qmp.execute(&commands::Migrate { uri })?;
+    wait_for_migration(&mut qmp)?;
     drop(qmp);
-    wait_for_migration(vm)?;
     vm.halt();
     let disk = disk_in(fresh);
     std::fs::rename(vm.image(), &disk).map_err(Error::io("keep", &disk))?;
@@ -220,41 +220,38 @@ pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<Warm
 /// `-incoming defer` on the state's memory, and lets the guest run.
 pub(crate) fn load(vm: &Vm, state: &WarmState) -> Result<(), Error> {
     let mut qmp = vm.qmp()?;
-    qmp.execute("migrate-set-capabilities", Some(ignore_shared()))?;
+    qmp.execute(&migration_capabilities())?;
     let uri = format!("exec:cat {}", crate::guest::quote(state.devices().as_str()));
-    qmp.execute("migrate-incoming", Some(json!({ "uri": uri })))?;
-    drop(qmp);
-    wait_for_migration(vm)?;
+    qmp.execute(&commands::MigrateIncoming { uri })?;
+    wait_for_migration(&mut qmp)?;
     // The guest was paused when it was saved, and arrives paused.
-    vm.qmp()?.execute("cont", None)?;
+    qmp.execute(&commands::Cont)?;
     Ok(())
 }
 
-/// The memory is in the file both sides map, so the migration skips it.
-fn ignore_shared() -> Value {
-    json!({ "capabilities": [{ "capability": "x-ignore-shared", "state": true }] })
+/// The memory is in the file both sides map, so the migration skips it;
+/// `events` makes QEMU report each change of the migration's status.
+fn migration_capabilities() -> commands::MigrateSetCapabilities {
+    commands::MigrateSetCapabilities::enable(&["x-ignore-shared", "events"])
 }
 
-fn wait_for_migration(vm: &Vm) -> Result<(), Error> {
-    let deadline = Instant::now() + MIGRATION_DEADLINE;
-    loop {
-        let info = vm.qmp()?.execute("query-migrate", None)?;
-        match info["status"].as_str() {
-            Some("completed") => return Ok(()),
-            Some("failed" | "cancelled") => {
-                return Err(Error::Usage(format!(
-                    "QEMU could not save or load the warm state: {}",
-                    info["error-desc"].as_str().unwrap_or("it gave no reason")
-                )));
-            }
-            _ if Instant::now() > deadline => {
-                return Err(Error::Usage(
-                    "saving or loading the warm state took too long".into(),
-                ));
-            }
-            _ => std::thread::sleep(Duration::from_millis(10)),
-        }
+/// Waits for the `MIGRATION` event that ends the migration.
+fn wait_for_migration(qmp: &mut Qmp) -> Result<(), Error> {
+    let event = qmp.wait_event("MIGRATION", MIGRATION_DEADLINE, |event| {
+        matches!(
+            event.data["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        )
+    })?;
+    if event.data["status"] == "completed" {
+        return Ok(());
     }
+    // The event carries no reason; query-migrate does.
+    let info = qmp.execute(&commands::QueryMigrate)?;
+    Err(Error::Usage(format!(
+        "QEMU could not save or load the warm state: {}",
+        info.error_desc.as_deref().unwrap_or("it gave no reason")
+    )))
 }
 
 /// What the first disposable changes in its own system before it is saved,

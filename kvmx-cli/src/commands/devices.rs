@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 
 use kvmx_core::config::DisplayKind;
+use kvmx_provision::qmp::commands;
 use serde_json::json;
 
 use super::Context;
@@ -87,14 +88,11 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
     let id = format!("usb-{vendor:04x}-{product:04x}");
     let mut qmp = vm.qmp()?;
     let result = if attach {
-        qmp.execute(
-            "device_add",
-            Some(
-                json!({ "driver": "usb-host", "id": id, "vendorid": vendor, "productid": product }),
-            ),
-        )
+        qmp.execute(&commands::DeviceAdd(
+            json!({ "driver": "usb-host", "id": id, "vendorid": vendor, "productid": product }),
+        ))
     } else {
-        qmp.execute("device_del", Some(json!({ "id": id })))
+        qmp.execute(&commands::DeviceDel { id: id.clone() })
     };
     result.map_err(kvmx_provision::Error::from)?;
     let done = if attach {

@@ -175,10 +175,8 @@ mod tests {
 
     #[test]
     fn sfdisk_reads_the_table() {
-        let Some(sfdisk) = crate::prerequisites::find_program("sfdisk") else {
-            eprintln!("skipped: no sfdisk");
-            return;
-        };
+        let sfdisk = crate::prerequisites::find_program("sfdisk")
+            .expect("sfdisk is installed (package fdisk, in scripts/install-deps)");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.raw");
         let file = File::create(&path).unwrap();

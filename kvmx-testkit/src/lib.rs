@@ -3,8 +3,8 @@
 //! (TCG) reached over SSH with strict host-key checking and over QMP.
 //!
 //! The end-to-end tests run as root (as CI does) and make the user
-//! themselves; [`Runtime::get`] returns `None` elsewhere, and the tests
-//! then skip with a message.
+//! themselves; [`Runtime::get`] fails a test run without root rather than
+//! let it pass.
 
 pub mod guest;
 pub mod user;

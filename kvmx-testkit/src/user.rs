@@ -78,32 +78,31 @@ impl TestUser {
 }
 
 impl Runtime {
-    /// The shared runtime, or `None` when not running as root (the tests
-    /// need root to make the user).
-    pub fn get() -> Option<&'static Runtime> {
-        static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
-        RUNTIME
-            .get_or_init(|| {
-                if !nix::unistd::geteuid().is_root() {
-                    return None;
-                }
-                let user = TestUser::ensure();
-                let cache = std::env::var("KVMX_TEST_CACHE")
-                    .map(Utf8PathBuf::from)
-                    .unwrap_or_else(|_| "/var/tmp/kvmx-test-cache".into());
-                std::fs::create_dir_all(&cache).expect("make the test cache");
-                user.chown(&cache);
-                let scratch = Utf8PathBuf::from("/var/tmp/kvmx-test-homes");
-                std::fs::create_dir_all(&scratch).expect("make the homes folder");
-                std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))
-                    .expect("open the homes folder");
-                Some(Runtime {
-                    user,
-                    cache,
-                    scratch,
-                })
-            })
-            .as_ref()
+    /// The shared runtime. The tests need root to make the user, and
+    /// fail (never pass silently) without it.
+    pub fn get() -> &'static Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| {
+            assert!(
+                nix::unistd::geteuid().is_root(),
+                "end-to-end tests run as root, as .ci/run does: they make an unprivileged test user"
+            );
+            let user = TestUser::ensure();
+            let cache = std::env::var("KVMX_TEST_CACHE")
+                .map(Utf8PathBuf::from)
+                .unwrap_or_else(|_| "/var/tmp/kvmx-test-cache".into());
+            std::fs::create_dir_all(&cache).expect("make the test cache");
+            user.chown(&cache);
+            let scratch = Utf8PathBuf::from("/var/tmp/kvmx-test-homes");
+            std::fs::create_dir_all(&scratch).expect("make the homes folder");
+            std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o755))
+                .expect("open the homes folder");
+            Runtime {
+                user,
+                cache,
+                scratch,
+            }
+        })
     }
 
     /// A new hermetic home (`KVMX_HOME`) owned by the user.

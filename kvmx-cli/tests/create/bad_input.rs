@@ -16,7 +16,7 @@ fn fails_with(home: &Home, project: &Utf8Path, vm: &str, expected: &[&str]) -> S
 
 #[test]
 fn unknown_suite() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("suite");
     let project = home.project("vm", &config("vm", "[create]\nsuite = \"no-such-suite\"\n"));
     fails_with(
@@ -33,7 +33,7 @@ fn unknown_suite() {
 
 #[test]
 fn unreachable_mirror() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("mirror");
     let project = home.project(
         "vm",
@@ -49,7 +49,7 @@ fn unreachable_mirror() {
 
 #[test]
 fn size_too_small_for_the_system() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("small");
     let project = home.project(
         "vm",
@@ -68,7 +68,7 @@ fn size_too_small_for_the_system() {
 
 #[test]
 fn image_already_present() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("present");
     let project = home.project("vm", &config("vm", ""));
     let image = home.data("vm").join("box.img");
@@ -87,7 +87,7 @@ fn image_already_present() {
 
 #[test]
 fn missing_prerequisites_are_listed_with_their_packages() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("prereq").with_path("/nonexistent");
     let project = home.project("vm", &config("vm", ""));
     let stderr = fails_with(
@@ -107,7 +107,7 @@ fn missing_prerequisites_are_listed_with_their_packages() {
 /// A 400 MiB tmpfs as the home: the tree does not fit while it is unpacked.
 #[test]
 fn full_disk_during_the_build() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("full");
     let kvmx_home = home.kvmx_home();
     std::fs::create_dir_all(&kvmx_home).unwrap();

@@ -11,7 +11,7 @@ const SSH_DEADLINE: Duration = Duration::from_secs(300);
 const POWERDOWN_DEADLINE: Duration = Duration::from_secs(90);
 
 fn boot_and_check(name: &str, extra: &str) {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home(name);
     let extra_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHnEdGcqnqXWhk1B3klnoZbYhpQ6xgT2YQOxB1u5hUhD extra@test";
     let toml = config(

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn second_create_of_an_equal_vm_hits_the_cache() {
-    let Some(runtime) = runtime() else { return };
+    let runtime = runtime();
     let home = runtime.home("cache");
     let extra = "format = \"raw\"\n[create]\nbootloader = \"direct\"\n";
     let first = home.project("one", &config("one", extra));

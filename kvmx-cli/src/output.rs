@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use kvmx_provision::guest::{OutputSink, Stream};
+
 use crate::cli::GlobalArgs;
 
 /// How and what to print, from the global flags.
@@ -70,5 +72,33 @@ impl Output {
     /// An error, always (already formatted).
     pub fn error(&self, text: &str) {
         eprint!("{text}");
+    }
+}
+
+/// Guest output on our stdout and stderr, each line behind a prefix.
+pub struct Prefixed {
+    prefix: String,
+}
+
+impl Prefixed {
+    /// Lines shown as `[prefix] line`; an empty prefix shows them as they are.
+    pub fn new(prefix: &str) -> Self {
+        Prefixed {
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("[{prefix}] ")
+            },
+        }
+    }
+}
+
+impl OutputSink for Prefixed {
+    fn line(&mut self, stream: Stream, line: &str) {
+        let text = format!("{}{line}\n", self.prefix);
+        let _ = match stream {
+            Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+            Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+        };
     }
 }

@@ -7,7 +7,6 @@ use kvmx_provision::Vm;
 use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
-use super::lifecycle::load_vm;
 use crate::cli::{MonitorArgs, PortArgs, QmpArgs, SshArgs};
 use crate::error::{CommandError, Kind};
 use crate::output::Output;
@@ -16,7 +15,7 @@ use crate::output::Output;
 const DETACH: u8 = 0x1d;
 
 pub fn console(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     attach_console(&vm, output)
 }
 
@@ -98,7 +97,7 @@ impl Drop for RawTerminal {
 }
 
 pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let vm = context.load_vm(args.vm.as_deref(), output)?;
     let target = vm.ssh_target()?;
     let mut command = ssh_command(&target, &args.command);
     // The terminal is ssh's; its stderr passes through here so that a
@@ -166,7 +165,7 @@ pub fn qmp(args: &QmpArgs, context: &Context, output: &Output) -> Result<(), Com
         CommandError::usage(format!("the QMP message is not JSON: {e}"))
             .with_hint(r#"write it like '{"execute":"query-status"}'"#)
     })?;
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let reply = vm
         .qmp()?
         .send(&message)
@@ -177,7 +176,7 @@ pub fn qmp(args: &QmpArgs, context: &Context, output: &Output) -> Result<(), Com
 
 pub fn monitor(args: &MonitorArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let (vm, command) = vm_and_last(&args.args);
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let text = vm
         .qmp()?
         .human_command(command)
@@ -193,7 +192,7 @@ pub fn port(args: &PortArgs, context: &Context, output: &Output) -> Result<(), C
         [vm] => (Some(vm.as_str()), None),
         _ => (None, None),
     };
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let status = vm.status()?;
     if status.forwards.is_empty() {
         return Err(CommandError {

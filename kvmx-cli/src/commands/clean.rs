@@ -7,7 +7,6 @@ use kvmx_provision::clean::{self, Cleaner};
 use kvmx_provision::{Observer, Vm};
 
 use super::Context;
-use super::lifecycle::load_vm;
 use crate::cli::{DisposableOptionArgs, SanitizeArgs};
 use crate::error::{CommandError, Kind};
 use crate::output::Output;
@@ -75,7 +74,7 @@ fn template_and_paths(
     context: &Context,
     output: &Output,
 ) -> Result<(Vm, Vec<Utf8PathBuf>), CommandError> {
-    let template = load_vm(Some(&args.template), context, output)?;
+    let template = context.load_vm(Some(&args.template), output)?;
     let paths = args
         .paths
         .iter()

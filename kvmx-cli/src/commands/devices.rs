@@ -8,13 +8,12 @@ use serde_json::json;
 
 use super::Context;
 use super::access::vm_and_last;
-use super::lifecycle::load_vm;
 use crate::cli::UsbCommand;
 use crate::error::CommandError;
 use crate::output::Output;
 
 pub fn display(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     if vm.status()?.state != kvmx_provision::State::Running {
         return Err(kvmx_provision::Error::NotRunning {
             vm: vm.name.to_string(),
@@ -78,7 +77,7 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
     };
     let (vm, device) = vm_and_last(&args.args);
     let (vendor, product) = parse_usb_id(device)?;
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     if vm.config.hardware.usb == 0 {
         return Err(
             CommandError::usage(format!("{} has no USB controller", vm.name))

@@ -9,11 +9,11 @@ use kvmx_provision::disposable::{self, Disposable, DisposableOptions};
 
 use super::Context;
 use super::access::ssh_command;
-use super::guest::{Prefixed, exit_with};
-use super::lifecycle::load_vm;
+use super::guest::exit_with;
 use crate::cli::{DisposableArgs, DisposableNameArgs, DisposableOptionArgs, DisposableRunArgs};
 use crate::error::{CommandError, Kind};
 use crate::output::Output;
+use crate::output::Prefixed;
 
 pub fn run(args: &DisposableArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let Some(template) = &args.template else {
@@ -27,7 +27,7 @@ pub fn run(args: &DisposableArgs, context: &Context, output: &Output) -> Result<
         }
         return Ok(());
     };
-    let template = load_vm(Some(template), context, output)?;
+    let template = context.load_vm(Some(template), output)?;
     let session = start(&template, &args.options, None, context, output)?;
     let status = ssh_command(&session.vm().ssh_target()?, &args.command)
         .status()
@@ -49,7 +49,7 @@ pub fn run_script(
             args.file
         )));
     }
-    let template = load_vm(Some(&args.template), context, output)?;
+    let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, None, context, output)?;
     let status = session.vm().ssh_target()?.run_script(
         &args.file,
@@ -69,7 +69,7 @@ pub fn named(
         .name
         .parse()
         .map_err(|message: String| CommandError::usage(format!("{}: {message}", args.name)))?;
-    let template = load_vm(Some(&args.template), context, output)?;
+    let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, Some(name), context, output)?;
     let name = session.vm().name.to_string();
     session.release()?;

@@ -1,52 +1,20 @@
 //! Work in a running guest: `ssh-config`, `copy`, `rsync-to`,
-//! `rsync-from`, `run`, `provision`; and the output sink that shows it.
-
-use std::io::Write;
+//! `rsync-from`, `run`, `provision`.
 
 use kvmx_provision::Vm;
-use kvmx_provision::guest::{OutputSink, Stream};
 use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
-use super::lifecycle::load_vm;
 use crate::cli::{RunArgs, TransferArgs};
 use crate::error::{CommandError, Kind};
-use crate::output::Output;
-
-/// Guest output on our stdout and stderr, each line behind a prefix.
-pub struct Prefixed {
-    prefix: String,
-}
-
-impl Prefixed {
-    /// Lines shown as `[prefix] line`; an empty prefix shows them as they are.
-    pub fn new(prefix: &str) -> Self {
-        Prefixed {
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("[{prefix}] ")
-            },
-        }
-    }
-}
-
-impl OutputSink for Prefixed {
-    fn line(&mut self, stream: Stream, line: &str) {
-        let text = format!("{}{line}\n", self.prefix);
-        let _ = match stream {
-            Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
-            Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
-        };
-    }
-}
+use crate::output::{Output, Prefixed};
 
 pub fn ssh_config(
     vm: Option<&str>,
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let block = vm.ssh_target()?.config_block(&format!("kvmx-{}", vm.name));
     output.result(block.trim_end());
     Ok(())
@@ -74,7 +42,7 @@ pub fn transfer(
         [source, destination] => (None, source.as_str(), destination.as_str()),
         _ => unreachable!("clap takes two or three values"),
     };
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let target = vm.ssh_target()?;
     let mut sink = Prefixed::new("");
     let status = match kind {
@@ -155,7 +123,7 @@ pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), Com
         ))
         .with_hint("give the path of a script on the host; kvmx copies it into the guest and runs it there"));
     }
-    let vm = load_vm(Some(&args.vm), context, output)?;
+    let vm = context.load_vm(Some(&args.vm), output)?;
     let status =
         vm.ssh_target()?
             .run_script(&args.file, &args.args, args.root, &mut Prefixed::new(""))?;
@@ -178,7 +146,7 @@ pub(crate) fn exit_with(status: std::process::ExitStatus, what: &str) -> Result<
 }
 
 pub fn provision(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     provision_vm(&vm, output)
 }
 

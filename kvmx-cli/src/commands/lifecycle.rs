@@ -8,22 +8,13 @@ use kvmx_core::Registry;
 use kvmx_provision::{State, Status, StopOptions, StopStep, UpOptions, UpTo, Vm};
 
 use super::Context;
-use super::guest::Prefixed;
 use crate::cli::{DestroyArgs, StopArgs, UpArgs};
 use crate::error::CommandError;
 use crate::output::Output;
-
-/// Loads the VM a command names (or the project around the current folder).
-pub fn load_vm(vm: Option<&str>, context: &Context, output: &Output) -> Result<Vm, CommandError> {
-    let found = Vm::find(&context.layout, vm, &context.cwd)?;
-    for warning in &found.warnings {
-        output.warn(warning);
-    }
-    Ok(found.vm)
-}
+use crate::output::Prefixed;
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let vm = context.load_vm(args.vm.as_deref(), output)?;
     output.info(&format!("Starting {}", vm.name));
     // The console replaces the wait for SSH, the hooks and provisioning.
     let up_to = if args.console {
@@ -64,7 +55,7 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
 }
 
 pub fn stop(args: &StopArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let vm = context.load_vm(args.vm.as_deref(), output)?;
     let options = StopOptions::new().force(args.force);
     let step = vm.stop_with(&options, &mut output.stages())?;
     report_stop(&vm, step, output);
@@ -88,7 +79,7 @@ fn report_stop(vm: &Vm, step: StopStep, output: &Output) {
 }
 
 pub fn kill(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let killed = vm.kill()?;
     output.info(&if killed {
         format!("{} killed", vm.name)
@@ -104,7 +95,7 @@ pub fn suspend(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     if resume {
         vm.resume()?;
         output.info(&format!("{} resumed", vm.name));
@@ -136,7 +127,7 @@ pub fn restart(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
 }
 
 pub fn status(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let status = vm.status()?;
     let provisioned = vm.last_provisioned();
     if output.json {
@@ -220,7 +211,7 @@ pub fn upgrade(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    let vm = load_vm(vm_name, context, output)?;
+    let vm = context.load_vm(vm_name, output)?;
     let Some(command) = vm.config.provision.upgrade_command.clone() else {
         output.info(&format!(
             "{} has no provision.upgrade_command; nothing to do. For Debian: \
@@ -257,7 +248,7 @@ pub fn upgrade(
 }
 
 pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let vm = context.load_vm(args.vm.as_deref(), output)?;
     if !args.yes {
         confirm(&vm)?;
     }
@@ -288,7 +279,7 @@ pub fn destroy(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    let vm = load_vm(args.vm.as_deref(), context, output)?;
+    let vm = context.load_vm(args.vm.as_deref(), output)?;
     if !args.yes {
         confirm(&vm)?;
     }

@@ -107,6 +107,20 @@ impl Context {
         })?;
         Ok(Context { layout, cwd })
     }
+
+    /// Loads the VM a command names (or the project around the current
+    /// folder), printing what its legacy file warned about.
+    pub(crate) fn load_vm(
+        &self,
+        vm: Option<&str>,
+        output: &Output,
+    ) -> Result<kvmx_provision::Vm, CommandError> {
+        let found = kvmx_provision::Vm::find(&self.layout, vm, &self.cwd)?;
+        for warning in &found.warnings {
+            output.warn(warning);
+        }
+        Ok(found.vm)
+    }
 }
 
 /// Prints the warnings of reading a legacy kvmxfile.

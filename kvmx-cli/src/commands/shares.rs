@@ -4,13 +4,12 @@ use kvmx_core::config::resolve::absolute_from;
 
 use super::Context;
 use super::access::vm_and_last;
-use super::lifecycle::load_vm;
 use crate::cli::{MountArgs, UmountArgs};
 use crate::error::CommandError;
 use crate::output::Output;
 
 pub fn list(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let mounts = vm.mounts();
     if output.json {
         output.json_result(&mounts);
@@ -40,7 +39,7 @@ pub fn mount(args: &MountArgs, context: &Context, output: &Output) -> Result<(),
         [host, guest] => (None, host, guest),
         _ => unreachable!("clap takes two or three values"),
     };
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let host = absolute_from(&context.cwd, host.as_str().into());
     let mount = vm.mount(&host, guest)?;
     output.info(&format!(
@@ -52,7 +51,7 @@ pub fn mount(args: &MountArgs, context: &Context, output: &Output) -> Result<(),
 
 pub fn umount(args: &UmountArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let (vm, guest) = vm_and_last(&args.args);
-    let vm = load_vm(vm, context, output)?;
+    let vm = context.load_vm(vm, output)?;
     let mount = vm.umount(guest)?;
     output.info(&format!("{} unmounted from {}", mount.host, mount.guest));
     Ok(())

@@ -167,7 +167,7 @@ impl Vm {
             uptime_seconds: None,
             accelerator: None,
             forwards: Vec::new(),
-            image_virtual_size: image_virtual_size(&image),
+            image_virtual_size: kvmx_core::image_size::virtual_size(&image),
             image_disk_usage: disk_usage(&image),
             image,
             last_console: Vec::new(),
@@ -849,17 +849,6 @@ pub(crate) fn free_port() -> Result<u16, Error> {
 
 fn tail(text: &str, lines: usize) -> String {
     state::last_lines(text, lines).join("\n")
-}
-
-fn image_virtual_size(image: &camino::Utf8Path) -> Option<u64> {
-    let output = Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(image)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    info.get("virtual-size")?.as_u64()
 }
 
 fn disk_usage(image: &camino::Utf8Path) -> Option<u64> {

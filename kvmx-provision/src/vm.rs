@@ -18,7 +18,7 @@ use crate::files::VmFiles;
 use crate::qemu::{self, Accel, KernelBoot, Launch};
 use crate::qmp::Qmp;
 use crate::ssh::SshTarget;
-use crate::state::{self, PortForward, RunLock, RunState};
+use crate::state::{self, PortForward, Probe, RunLock, RunState};
 use crate::warm::WarmRun;
 
 /// How long QMP calls may take.
@@ -173,14 +173,14 @@ impl Vm {
             last_console: Vec::new(),
         };
         let run = state::read(&self.files);
-        match RunLock::try_take(&self.files)? {
-            RunLock::Acquired(_) => {
+        match state::probe(&self.files)? {
+            Probe::Free => {
                 if run.is_some() {
                     status.state = State::Crashed;
                     status.last_console = state::console_tail(&self.files, 15);
                 }
             }
-            RunLock::Busy => match run {
+            Probe::Held => match run {
                 None => status.state = State::Starting,
                 Some(run) => {
                     status.state = match self.qmp().and_then(|mut q| Ok(q.run_state()?)) {
@@ -757,9 +757,9 @@ impl Vm {
     }
 
     fn running_state(&self) -> Result<Option<RunState>, Error> {
-        match RunLock::try_take(&self.files)? {
-            RunLock::Acquired(_) => Ok(None),
-            RunLock::Busy => Ok(state::read(&self.files)),
+        match state::probe(&self.files)? {
+            Probe::Free => Ok(None),
+            Probe::Held => Ok(state::read(&self.files)),
         }
     }
 
@@ -800,7 +800,7 @@ impl Vm {
     fn wait_for_lock_release(&self) {
         let deadline = Instant::now() + QUIT_DEADLINE;
         while Instant::now() < deadline {
-            if matches!(RunLock::try_take(&self.files), Ok(RunLock::Acquired(_))) {
+            if matches!(state::probe(&self.files), Ok(Probe::Free)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -142,9 +142,14 @@ impl VmPaths {
     pub fn password_file(&self) -> Utf8PathBuf {
         self.data.join("password")
     }
-    /// QEMU's pid file while the VM runs.
+    /// QEMU's pid file while the VM runs (for people and scripts; whether
+    /// the VM runs is told by [`VmPaths::run_lock`]).
     pub fn pid_file(&self) -> Utf8PathBuf {
         self.runtime.join("qemu.pid")
+    }
+    /// The lock held for as long as the VM runs (see [`crate::run_lock`]).
+    pub fn run_lock(&self) -> Utf8PathBuf {
+        self.runtime.join("lock")
     }
 }
 

@@ -1,6 +1,6 @@
 //! The ground kvmx stands on: the config model (`kvmx.toml` and the legacy
-//! bash `kvmxfile`), project discovery, the VM registry and where a VM's
-//! files live on disk.
+//! bash `kvmxfile`), project discovery, the VM registry, where a VM's
+//! files live on disk, whether a VM runs, and an image's virtual size.
 //!
 //! Nothing here talks to QEMU or a guest; the one process this crate may
 //! start is `sh`, for the command substitutions of a legacy `kvmxfile`.
@@ -9,11 +9,13 @@ pub mod atomic_file;
 pub mod cancel;
 pub mod config;
 mod error;
+pub mod image_size;
 pub mod layout;
 pub mod legacy;
 pub mod observe;
 pub mod project;
 pub mod registry;
+pub mod run_lock;
 
 pub use cancel::CancelFlag;
 pub use config::Config;

@@ -8,6 +8,7 @@ use kvmx_core::Project;
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Bootloader, ImageFormat};
 use kvmx_core::layout::{Layout, VmPaths};
+use kvmx_core::run_lock;
 
 use crate::process::{Runner, Tool};
 use crate::{Error, Result};
@@ -54,20 +55,10 @@ impl BaseVm {
         }
     }
 
-    /// Whether the base runs now (its pid file names a live process).
-    pub fn is_running(&self) -> bool {
-        let Ok(text) = std::fs::read_to_string(self.paths.pid_file()) else {
-            return false;
-        };
-        let Ok(pid) = text.trim().parse::<i32>() else {
-            return false;
-        };
-        // EPERM: the process exists but belongs to another user.
-        pid > 0
-            && matches!(
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-                Ok(()) | Err(nix::errno::Errno::EPERM)
-            )
+    /// Whether the base runs now: its run lock is held, by its QEMU or by a
+    /// `kvmx up` starting it.
+    pub fn is_running(&self) -> Result<bool> {
+        Ok(run_lock::probe(&self.paths)? == run_lock::Probe::Held)
     }
 
     /// Checks that the base can be used now.
@@ -78,7 +69,7 @@ impl BaseVm {
                 self.image, self.name
             )));
         }
-        if self.is_running() {
+        if self.is_running()? {
             let what = if overlay {
                 "an overlay on a running VM's image would break when the base writes to it"
             } else {
@@ -138,5 +129,58 @@ impl BaseVm {
             })
             .collect();
         Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use camino::Utf8PathBuf;
+
+    use super::*;
+
+    fn base_in(dir: &tempfile::TempDir) -> BaseVm {
+        let root = Utf8PathBuf::from_path_buf(dir.path().to_owned()).unwrap();
+        let paths = VmPaths {
+            data: root.join("data/basebox"),
+            runtime: root.join("run/basebox"),
+        };
+        std::fs::create_dir_all(&paths.data).unwrap();
+        let image = paths.default_image();
+        std::fs::write(&image, b"").unwrap();
+        BaseVm {
+            name: "basebox".parse().unwrap(),
+            image,
+            format: ImageFormat::Raw,
+            bootloader: Bootloader::Direct,
+            paths,
+        }
+    }
+
+    #[test]
+    fn a_base_whose_run_lock_is_held_is_refused_and_one_never_started_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = base_in(&dir);
+        assert!(!base.is_running().unwrap());
+        base.check(true).unwrap();
+        assert!(!base.paths.runtime.exists(), "the check created files");
+
+        std::fs::create_dir_all(&base.paths.runtime).unwrap();
+        let lock = run_lock::take(&base.paths).unwrap().unwrap();
+        assert!(base.is_running().unwrap());
+        for overlay in [true, false] {
+            let error = base.check(overlay).unwrap_err().to_string();
+            assert!(error.contains("it is running"), "{error}");
+        }
+        drop(lock);
+        base.check(false).unwrap();
+    }
+
+    #[test]
+    fn a_stale_pid_file_does_not_make_a_base_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = base_in(&dir);
+        std::fs::create_dir_all(&base.paths.runtime).unwrap();
+        std::fs::write(base.paths.pid_file(), format!("{}\n", std::process::id())).unwrap();
+        assert!(!base.is_running().unwrap());
     }
 }

@@ -375,8 +375,8 @@ pub fn sweep(layout: &Layout) -> Vec<String> {
             Some(record) => {
                 let vm = record.vm(layout, name.clone());
                 !matches!(
-                    crate::state::RunLock::try_take(&vm.files),
-                    Ok(crate::state::RunLock::Busy)
+                    crate::state::probe(&vm.files),
+                    Ok(crate::state::Probe::Held)
                 )
             }
         };

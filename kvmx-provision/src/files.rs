@@ -38,10 +38,6 @@ impl VmFiles {
     pub fn vnc_socket(&self) -> Utf8PathBuf {
         self.paths.runtime.join("vnc.sock")
     }
-    /// Held by QEMU for as long as it lives (see [`crate::state`]).
-    pub fn lock_file(&self) -> Utf8PathBuf {
-        self.paths.runtime.join("lock")
-    }
     /// What `up` decided for this run (pid, ports, accelerator).
     pub fn state_file(&self) -> Utf8PathBuf {
         self.paths.runtime.join("state.json")

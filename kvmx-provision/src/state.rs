@@ -1,15 +1,18 @@
 //! Whether a VM runs, from files that survive a crash of kvmx or QEMU.
 //!
-//! `up` takes an exclusive `flock` on the VM's lock file and hands the
+//! `up` takes an exclusive `flock` on the VM's run lock and hands the
 //! locked descriptor to QEMU, so the lock lives exactly as long as QEMU
-//! does, whatever kills whom. The state file records what `up` decided; a
-//! clean stop removes it, so a state file with a free lock means QEMU died.
+//! does, whatever kills whom ([`kvmx_core::run_lock`] defines it for every
+//! crate). The state file records what `up` decided; a clean stop removes
+//! it, so a state file with a free lock means QEMU died.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
 use camino::Utf8PathBuf;
 use kvmx_core::atomic_file::{self, Overwrite};
+use kvmx_core::run_lock;
+pub use kvmx_core::run_lock::Probe;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -50,8 +53,7 @@ pub struct PortForward {
 }
 
 /// The lock of a VM's runtime: held by `up` while it starts QEMU, then by
-/// QEMU itself. (std's `File` lock, not nix's `Flock`: dropping a `Flock`
-/// unlocks explicitly, which would also unlock QEMU's inherited copy.)
+/// QEMU itself (see [`kvmx_core::run_lock`]).
 pub enum RunLock {
     /// Nobody runs the VM; this process now holds the lock.
     Acquired(File),
@@ -60,22 +62,22 @@ pub enum RunLock {
 }
 
 impl RunLock {
-    /// Tries to take the lock without waiting.
+    /// Tries to take the lock for a start, creating the runtime folder; a
+    /// command that only probes the lock holds it shared for an instant,
+    /// which is waited out, not taken for a run.
     pub fn try_take(files: &VmFiles) -> Result<RunLock, Error> {
-        let path = files.lock_file();
         ensure_private_dir(&files.paths.runtime)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock::Acquired(file)),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(RunLock::Busy),
-            Err(std::fs::TryLockError::Error(error)) => Err(Error::io("lock", &path)(error)),
-        }
+        Ok(match run_lock::take(&files.paths)? {
+            Some(file) => RunLock::Acquired(file),
+            None => RunLock::Busy,
+        })
     }
+}
+
+/// Whether the VM runs (or is being started): its run lock is held. Creates
+/// no folder or file.
+pub fn probe(files: &VmFiles) -> Result<Probe, Error> {
+    Ok(run_lock::probe(&files.paths)?)
 }
 
 /// Lets a child process inherit the locked descriptor, so the lock stays

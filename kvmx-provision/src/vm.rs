@@ -20,7 +20,7 @@ use crate::lifecycle::Patience;
 use crate::qemu::{self, Accel, KernelBoot, Launch};
 use crate::qmp::{Qmp, QmpError, commands};
 use crate::ssh::SshTarget;
-use crate::state::{self, PortForward, RunLock, RunState};
+use crate::state::{self, PortForward, Probe, RunLock, RunState};
 use crate::warm::WarmRun;
 
 /// How long QMP calls may take.
@@ -153,20 +153,20 @@ impl Vm {
             uptime_seconds: None,
             accelerator: None,
             forwards: Vec::new(),
-            image_virtual_size: image_virtual_size(&image),
+            image_virtual_size: kvmx_core::image_size::virtual_size(&image),
             image_disk_usage: disk_usage(&image),
             image,
             last_console: Vec::new(),
         };
         let run = state::read(&self.files);
-        match RunLock::try_take(&self.files)? {
-            RunLock::Acquired(_) => {
+        match state::probe(&self.files)? {
+            Probe::Free => {
                 if run.is_some() {
                     status.state = State::Crashed;
                     status.last_console = state::console_tail(&self.files, 15);
                 }
             }
-            RunLock::Busy => match run {
+            Probe::Held => match run {
                 None => status.state = State::Starting,
                 Some(run) => {
                     status.state = match self.qmp().and_then(|mut q| Ok(q.run_state()?)) {
@@ -770,9 +770,9 @@ impl Vm {
     }
 
     fn running_state(&self) -> Result<Option<RunState>, Error> {
-        match RunLock::try_take(&self.files)? {
-            RunLock::Acquired(_) => Ok(None),
-            RunLock::Busy => Ok(state::read(&self.files)),
+        match state::probe(&self.files)? {
+            Probe::Free => Ok(None),
+            Probe::Held => Ok(state::read(&self.files)),
         }
     }
 
@@ -813,7 +813,7 @@ impl Vm {
     fn wait_for_lock_release(&self) {
         let deadline = Instant::now() + QUIT_DEADLINE;
         while Instant::now() < deadline {
-            if matches!(RunLock::try_take(&self.files), Ok(RunLock::Acquired(_))) {
+            if matches!(state::probe(&self.files), Ok(Probe::Free)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -892,17 +892,6 @@ pub(crate) fn free_port() -> Result<u16, Error> {
 
 fn tail(text: &str, lines: usize) -> String {
     state::last_lines(text, lines).join("\n")
-}
-
-fn image_virtual_size(image: &camino::Utf8Path) -> Option<u64> {
-    let output = Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(image)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
-    info.get("virtual-size")?.as_u64()
 }
 
 fn disk_usage(image: &camino::Utf8Path) -> Option<u64> {

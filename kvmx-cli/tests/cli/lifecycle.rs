@@ -130,6 +130,40 @@ fn two_ups_at_once_start_one_qemu() {
 }
 
 #[test]
+fn up_waits_out_a_status_probe_instead_of_taking_it_for_a_run() {
+    use std::os::unix::fs::DirBuilderExt;
+    let sandbox = Sandbox::new();
+    let project = halting_vm(&sandbox, "probed", "");
+    // A probe caught in the act: `status` holds the run lock shared for an
+    // instant; here it holds on until `up` is surely waiting.
+    let run = sandbox.root().join("kvmx/run/probed");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&run)
+        .unwrap();
+    let probe = std::fs::File::create(run.join("lock")).unwrap();
+    probe.lock_shared().unwrap();
+    let mut up = sandbox.kvmx_process(&project);
+    let up = up
+        .args(["up", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(probe);
+    let output = up.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["started"], true, "{output:?}");
+    assert_eq!(state(&sandbox, &project), "running");
+    assert_eq!(qemus_in(&sandbox), 1);
+    sandbox.kvmx_in(&project).arg("kill").assert().success();
+    assert_eq!(qemus_in(&sandbox), 0);
+}
+
+#[test]
 fn a_killed_qemu_shows_as_crashed_and_up_recovers() {
     let sandbox = Sandbox::new();
     let project = halting_vm(&sandbox, "crash", "");

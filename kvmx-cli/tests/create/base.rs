@@ -40,16 +40,17 @@ fn overlay_on_a_base_boots_with_the_bases_files_and_writes_to_itself() {
         &config("child", "base = \"basebox\"\nbacking = true\n"),
     );
 
-    // Refused while the base runs (its pid file names a live process).
+    // Refused while the base runs (its run lock is held, as by its QEMU).
     let run = home.kvmx_home().join("run").join("basebox");
     std::fs::create_dir_all(&run).unwrap();
-    std::fs::write(run.join("qemu.pid"), std::process::id().to_string()).unwrap();
+    let run_lock = std::fs::File::create(run.join("lock")).unwrap();
+    run_lock.lock().unwrap();
     let (out, _) = create(&home, &child, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("it is running"), "{stderr}");
     assert_nothing_left(&home.data("child"));
-    std::fs::remove_file(run.join("qemu.pid")).unwrap();
+    drop(run_lock);
 
     let report = create_ok(&home, &child, &[]);
     assert_eq!(report["backing"], true);

@@ -194,7 +194,7 @@ fn a_killed_qemu_shows_as_crashed_and_up_recovers() {
 fn killing_kvmx_up_while_it_waits_leaves_a_running_vm() {
     let sandbox = Sandbox::new();
     // SSH enabled: `up` waits for an SSH that never answers.
-    let project = halting_vm(&sandbox, "waiting", "");
+    let project = halting_vm(&sandbox, "waiting", "boot_timeout = 3\n");
     let toml = std::fs::read_to_string(project.join("kvmx.toml")).unwrap();
     std::fs::write(
         project.join("kvmx.toml"),
@@ -214,8 +214,14 @@ fn killing_kvmx_up_while_it_waits_leaves_a_running_vm() {
     let running = status(&sandbox, &project);
     assert_eq!(running["state"], "running");
     assert!(alive(running["pid"].as_i64().unwrap()));
+    // A second `up` waits for SSH like the first, rather than returning
+    // before the guest answers; giving up, it says the VM runs on.
     let again = sandbox.kvmx_in(&project).arg("up").output().unwrap();
-    assert!(output_text(&again).1.contains("already running"));
+    let (_, stderr) = output_text(&again);
+    assert!(!again.status.success(), "{stderr}");
+    assert!(stderr.contains("did not answer SSH within 3 s"), "{stderr}");
+    assert!(stderr.contains("waiting is still running"), "{stderr}");
+    assert_eq!(state(&sandbox, &project), "running");
     sandbox.kvmx_in(&project).arg("kill").assert().success();
     assert_eq!(state(&sandbox, &project), "stopped");
 }

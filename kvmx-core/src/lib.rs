@@ -14,7 +14,7 @@ pub mod project;
 pub mod registry;
 
 pub use config::Config;
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use layout::Layout;
 pub use project::Project;
 pub use registry::Registry;

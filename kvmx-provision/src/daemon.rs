@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
-use crate::Error;
+use crate::{DaemonEnd, Error};
 
 /// How long a daemon gets to be ready.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -60,20 +60,26 @@ pub fn start(
     let deadline = Instant::now() + READY_DEADLINE;
     while !ready() {
         if let Ok(Some(status)) = child.try_wait() {
-            let said = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(Error::Usage(format!(
-                "{what} exited ({status}): {}",
-                said.trim()
-            )));
+            return Err(failed(what, DaemonEnd::Exited(status.to_string()), log));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(Error::Usage(format!(
-                "{what} was not ready within {} s; see {log}",
-                READY_DEADLINE.as_secs()
-            )));
+            return Err(failed(what, DaemonEnd::NotReady(READY_DEADLINE), log));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(child.id())
+}
+
+/// How many lines of a failed daemon's log its error carries.
+const LOG_LINES: usize = 15;
+
+fn failed(what: &str, ended: DaemonEnd, log: &Utf8Path) -> Error {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    Error::DaemonFailed {
+        name: what.to_owned(),
+        ended,
+        log: log.to_owned(),
+        log_tail: crate::state::last_lines(&text, LOG_LINES).join("\n"),
+    }
 }

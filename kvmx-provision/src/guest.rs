@@ -287,9 +287,12 @@ impl SshTarget {
             })?;
         let remote = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         if !output.status.success() || !remote.starts_with("/tmp/kvmx-run.") {
-            return Err(Error::Usage(
-                "cannot make a temporary file in the guest".into(),
-            ));
+            return Err(Error::InGuest {
+                what: format!(
+                    "making a temporary {}",
+                    if directory { "folder" } else { "file" }
+                ),
+            });
         }
         Ok(remote)
     }

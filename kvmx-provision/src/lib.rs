@@ -27,5 +27,5 @@ pub mod virtiofs;
 mod vm;
 pub mod warm;
 
-pub use error::Error;
+pub use error::{DaemonEnd, Error, Provider, ShareProblem};
 pub use vm::{Progress, Silent, State, Status, StopStep, UpReport, Vm};

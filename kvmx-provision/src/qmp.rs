@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 /// Why a QMP exchange failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QmpError {
     /// The socket could not be reached.
     #[error("cannot connect to QMP at {path}")]

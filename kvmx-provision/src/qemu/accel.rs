@@ -57,9 +57,10 @@ fn parse_override(value: &str) -> Result<Accelerator, Error> {
         "auto" => Ok(Accelerator::Auto),
         "kvm" => Ok(Accelerator::Kvm),
         "tcg" => Ok(Accelerator::Tcg),
-        other => Err(Error::Usage(format!(
-            "{ACCEL_VARIABLE}={other} is not an accelerator: use auto, kvm or tcg"
-        ))),
+        other => Err(Error::BadVariable {
+            variable: ACCEL_VARIABLE,
+            problem: format!("\"{other}\" is not an accelerator: use auto, kvm or tcg"),
+        }),
     }
 }
 

@@ -336,7 +336,7 @@ mod tests {
                 "MissingTool",
                 E::MissingTool {
                     program: "sshfs".into(),
-                    needed_by: "share code (sshfs)".into(),
+                    needed_by: "the sshfs share code".into(),
                     provider: Provider::Debian("sshfs"),
                 },
                 1,

@@ -66,7 +66,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] kvmx_core::Error),
     /// A key could not be made or read.
-    #[error("SSH key {path}")]
+    #[error("cannot make or read the SSH key {path}")]
     Key {
         /// The key file.
         path: Utf8PathBuf,

@@ -130,7 +130,7 @@ pub enum Error {
     MissingTool {
         /// The program (a name or a path).
         program: String,
-        /// What needs it ("share code (sshfs)", "NFS shares").
+        /// What needs it ("the sshfs share code", "NFS shares").
         needed_by: String,
         /// Where to get it.
         provider: Provider,
@@ -234,7 +234,7 @@ pub enum Error {
         folder: Utf8PathBuf,
     },
     /// A program run on the host failed.
-    #[error("{program} failed ({status}):\n{output}")]
+    #[error("{program} failed ({status}){}", output_text(.output))]
     ProgramFailed {
         /// The program.
         program: String,
@@ -344,6 +344,14 @@ fn span(duration: Duration) -> String {
         format!("{} ms", duration.as_millis())
     } else {
         format!("{} s", duration.as_secs())
+    }
+}
+
+fn output_text(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{output}")
     }
 }
 
@@ -462,7 +470,9 @@ impl Error {
                 }
                 Provider::Instructions(text) => (*text).to_owned(),
             }),
-            Error::DaemonFailed { log, .. } => Some(format!("its whole log is {log}")),
+            Error::DaemonFailed { log, log_tail, .. } if !log_tail.is_empty() => {
+                Some(format!("its whole log is {log}"))
+            }
             Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
             Error::NoSshPort { .. } => Some(
                 "set ssh.enabled = true and network.mode = \"user\" in kvmx.toml, then restart the VM (`kvmx restart`)".into(),

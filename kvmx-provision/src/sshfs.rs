@@ -77,7 +77,7 @@ impl Vm {
             .map_err(|source| match source.kind() {
                 std::io::ErrorKind::NotFound => Error::MissingTool {
                     program: "sshfs".into(),
-                    needed_by: format!("share {} (sshfs)", share.id),
+                    needed_by: format!("the sshfs share {}", share.id),
                     provider: Provider::Debian("sshfs"),
                 },
                 _ => Error::Spawn {
@@ -104,7 +104,7 @@ impl Vm {
         if !std::path::Path::new(SFTP_SERVER).exists() {
             return Err(Error::MissingTool {
                 program: SFTP_SERVER.into(),
-                needed_by: format!("share {} (reverse-sshfs)", share.id),
+                needed_by: format!("the reverse-sshfs share {}", share.id),
                 provider: Provider::Debian("openssh-sftp-server"),
             });
         }

@@ -355,7 +355,7 @@ impl Vm {
                 ShareKind::Smb => {
                     return Err(Error::MissingTool {
                         program: "smbd".into(),
-                        needed_by: format!("share {} (smb)", share.id),
+                        needed_by: format!("the smb share {}", share.id),
                         provider: crate::Provider::Debian("samba"),
                     });
                 }

@@ -7,6 +7,8 @@
 
 use std::error::Error as StdError;
 
+use camino::Utf8PathBuf;
+
 /// What kind of failure, which picks the exit code.
 pub use kvmx_core::ErrorKind as Kind;
 
@@ -20,6 +22,197 @@ pub fn exit_code(kind: Kind) -> u8 {
         Kind::Config => 3,
         Kind::Guest(code) => code,
         Kind::Interrupted => 130,
+    }
+}
+
+/// The errors of the command line itself, outside the libraries.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// An option or argument has a value its type refuses.
+    #[error("{argument}: {problem}")]
+    BadValue {
+        /// The option ("--memory") or the value itself.
+        argument: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A `--share HOST:GUEST` is not written that way.
+    #[error("--share {text}: {problem}")]
+    BadShare {
+        /// The argument.
+        text: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A guest port argument is not a number.
+    #[error("\"{text}\" is not a port number")]
+    NotAPort {
+        /// The argument.
+        text: String,
+    },
+    /// A USB device argument is not `VENDOR:PRODUCT`.
+    #[error("\"{text}\" is not a USB id")]
+    NotAUsbId {
+        /// The argument.
+        text: String,
+    },
+    /// A QMP message argument is not JSON.
+    #[error("the QMP message is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    /// A configured display client is not a command line.
+    #[error("the display client \"{client}\" is not a command")]
+    NotACommand {
+        /// The configured client.
+        client: String,
+    },
+    /// Neither or both sides of `kvmx copy` are in the guest.
+    #[error("one side of a copy must be in the guest, the other on the host")]
+    CopySides,
+    /// The script to run in the guest is not a file.
+    #[error("there is no script at {0}")]
+    NoScript(Utf8PathBuf),
+    /// A file argument is not a file.
+    #[error("there is no file at {0}")]
+    NoFile(Utf8PathBuf),
+    /// The kvmxfile to import is not a file.
+    #[error("there is no kvmxfile at {0}")]
+    NoKvmxfile(Utf8PathBuf),
+    /// `kvmx init` in a folder with a legacy kvmxfile.
+    #[error("{0} already describes this project")]
+    LegacyProject(Utf8PathBuf),
+    /// The VM is configured without a display.
+    #[error("{vm} has no display (display.kind = \"none\")")]
+    NoDisplay {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM is configured without a USB controller.
+    #[error("{vm} has no USB controller")]
+    NoUsbController {
+        /// The VM.
+        vm: String,
+    },
+    /// The VM has no forwarded port at all.
+    #[error("{vm} has no forwarded ports (is it running?)")]
+    NoForwards {
+        /// The VM.
+        vm: String,
+    },
+    /// No forwarded port reaches the guest port asked for.
+    #[error("no host port reaches guest port {port}")]
+    NoForwardTo {
+        /// The guest port.
+        port: String,
+    },
+    /// scp or rsync failed.
+    #[error("the transfer from {from} to {to} failed")]
+    TransferFailed {
+        /// Where from.
+        from: String,
+        /// Where to.
+        to: String,
+    },
+    /// A disposable died before its command ended.
+    #[error("{vm} stopped or crashed while {what} ran; it has been erased")]
+    DisposableDied {
+        /// The disposable.
+        vm: String,
+        /// What ran in it.
+        what: String,
+    },
+    /// Some files could not be cleaned (the others were).
+    #[error("{}", .0.join("\n"))]
+    NotCleaned(Vec<String>),
+    /// ClamAV found infected files.
+    #[error("ClamAV found {0} infected file(s)")]
+    Infected(usize),
+    /// A command run in the guest failed: kvmx exits with its status.
+    #[error("{what} with status {code}")]
+    GuestCommand {
+        /// What ran.
+        what: String,
+        /// Its exit status (1 when killed by a signal).
+        code: i32,
+    },
+    /// No random password was kept for the VM.
+    #[error("{vm} has no random password on record")]
+    NoPassword {
+        /// The VM.
+        vm: String,
+    },
+}
+
+impl CliError {
+    /// What kind of failure this is; every variant is named.
+    pub fn kind(&self) -> Kind {
+        match self {
+            CliError::BadValue { .. }
+            | CliError::BadShare { .. }
+            | CliError::NotAPort { .. }
+            | CliError::NotAUsbId { .. }
+            | CliError::NotJson(_)
+            | CliError::NotACommand { .. }
+            | CliError::CopySides
+            | CliError::NoScript(_)
+            | CliError::NoFile(_)
+            | CliError::NoKvmxfile(_)
+            | CliError::LegacyProject(_)
+            | CliError::NoDisplay { .. }
+            | CliError::NoUsbController { .. } => Kind::Usage,
+            CliError::GuestCommand { code, .. } => {
+                Kind::Guest(u8::try_from(*code).unwrap_or(1).max(1))
+            }
+            CliError::NoForwards { .. }
+            | CliError::NoForwardTo { .. }
+            | CliError::TransferFailed { .. }
+            | CliError::DisposableDied { .. }
+            | CliError::NotCleaned(_)
+            | CliError::Infected(_)
+            | CliError::NoPassword { .. } => Kind::Failure,
+        }
+    }
+
+    /// Advice for the user.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            CliError::BadShare { .. } => "write it as HOST_FOLDER:/guest/folder",
+            CliError::NotAUsbId { .. } => {
+                "write VENDOR:PRODUCT in hexadecimal, as `lsusb` shows it, e.g. 046d:c52b"
+            }
+            CliError::NotJson(_) => r#"write it like '{"execute":"query-status"}'"#,
+            CliError::CopySides => {
+                "write the guest side with a leading colon: `kvmx copy notes.txt :/tmp/`"
+            }
+            CliError::NoScript(_) => {
+                "give the path of a script on the host; kvmx copies it into the guest and runs it there"
+            }
+            CliError::NoKvmxfile(_) => "name a kvmxfile or the folder that holds it",
+            CliError::LegacyProject(_) => "run `kvmx import` to turn it into a kvmx.toml",
+            CliError::NoDisplay { .. } => {
+                "set display.kind to \"spice\" or \"vnc\" and restart it; `kvmx console` reaches the serial console"
+            }
+            CliError::NoUsbController { .. } => {
+                "set hardware.usb = 2 (or 3) in kvmx.toml and restart the VM"
+            }
+            CliError::NoForwards { .. } => "start it with `kvmx up`",
+            CliError::NoForwardTo { .. } => "add it to network.forwards in kvmx.toml",
+            CliError::NoPassword { .. } => {
+                "a password set in the config or a locked one is not kept; \
+                 a random one is kept when kvmx-create builds the image"
+            }
+            _ => return None,
+        };
+        Some(hint.into())
+    }
+}
+
+impl From<CliError> for CommandError {
+    fn from(error: CliError) -> Self {
+        CommandError {
+            kind: error.kind(),
+            hint: error.hint(),
+            error: Box::new(error),
+        }
     }
 }
 
@@ -446,6 +639,79 @@ mod tests {
         ]
     }
 
+    fn cli_errors() -> Vec<(&'static str, CliError, u8)> {
+        use CliError as E;
+        let vm = || "vm".to_owned();
+        vec![
+            (
+                "BadValue",
+                E::BadValue {
+                    argument: "--memory".into(),
+                    problem: "no".into(),
+                },
+                2,
+            ),
+            (
+                "BadShare",
+                E::BadShare {
+                    text: "a".into(),
+                    problem: "no".into(),
+                },
+                2,
+            ),
+            ("NotAPort", E::NotAPort { text: "x".into() }, 2),
+            ("NotAUsbId", E::NotAUsbId { text: "x".into() }, 2),
+            (
+                "NotJson",
+                E::NotJson(serde_json::from_str::<serde_json::Value>("{").unwrap_err()),
+                2,
+            ),
+            (
+                "NotACommand",
+                E::NotACommand {
+                    client: String::new(),
+                },
+                2,
+            ),
+            ("CopySides", E::CopySides, 2),
+            ("NoScript", E::NoScript(path("s.sh")), 2),
+            ("NoFile", E::NoFile(path("f")), 2),
+            ("NoKvmxfile", E::NoKvmxfile(path("kvmxfile")), 2),
+            ("LegacyProject", E::LegacyProject(path("kvmxfile")), 2),
+            ("NoDisplay", E::NoDisplay { vm: vm() }, 2),
+            ("NoUsbController", E::NoUsbController { vm: vm() }, 2),
+            ("NoForwards", E::NoForwards { vm: vm() }, 1),
+            ("NoForwardTo", E::NoForwardTo { port: "80".into() }, 1),
+            (
+                "TransferFailed",
+                E::TransferFailed {
+                    from: "a".into(),
+                    to: ":b".into(),
+                },
+                1,
+            ),
+            (
+                "DisposableDied",
+                E::DisposableDied {
+                    vm: vm(),
+                    what: "sh".into(),
+                },
+                1,
+            ),
+            ("NotCleaned", E::NotCleaned(vec!["mat2 failed".into()]), 1),
+            ("Infected", E::Infected(1), 1),
+            (
+                "GuestCommand",
+                E::GuestCommand {
+                    what: "sh exited".into(),
+                    code: 4,
+                },
+                4,
+            ),
+            ("NoPassword", E::NoPassword { vm: vm() }, 1),
+        ]
+    }
+
     /// One value of each error kvmx prints, by library and variant, with
     /// the exit status it must give.
     fn table() -> Vec<(String, CommandError, u8)> {
@@ -458,6 +724,9 @@ mod tests {
         }
         for (variant, error, code) in provision_errors() {
             table.push((format!("kvmx_provision::{variant}"), error.into(), code));
+        }
+        for (variant, error, code) in cli_errors() {
+            table.push((format!("kvmx_cli::{variant}"), error.into(), code));
         }
         table.push(("kvmx_cli::usage".into(), CommandError::usage("bad"), 2));
         table.push(("kvmx_cli::io".into(), io_error().into(), 1));
@@ -483,6 +752,15 @@ mod tests {
         assert_eq!(exit_code(step(42)), 42);
         assert_eq!(exit_code(step(-1)), 1, "killed by a signal");
         assert_eq!(exit_code(step(300)), 1);
+        let command = |code| {
+            CommandError::from(CliError::GuestCommand {
+                what: "sh exited".into(),
+                code,
+            })
+            .kind
+        };
+        assert_eq!(exit_code(command(255)), 255);
+        assert_eq!(exit_code(command(256)), 1, "no status above 255");
         assert_eq!(exit_code(Kind::Interrupted), 130);
     }
 

@@ -83,3 +83,33 @@ fn failed(what: &str, ended: DaemonEnd, log: &Utf8Path) -> Error {
         log_tail: crate::state::last_lines(&text, LOG_LINES).join("\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_exits_is_an_error_with_the_end_of_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Utf8Path::from_path(dir.path()).unwrap().join("d.log");
+        let mut command = Command::new("sh");
+        command.args(["-c", "seq 1 40 >&2; echo 'cannot bind' >&2; exit 3"]);
+        let error = start(command, "testd for /srv", &log, || false).unwrap_err();
+        let Error::DaemonFailed {
+            name,
+            ended,
+            log: named,
+            log_tail,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(name, "testd for /srv");
+        assert_eq!(ended, &DaemonEnd::Exited("exit status: 3".into()));
+        assert_eq!(named, &log);
+        assert_eq!(log_tail.lines().count(), LOG_LINES);
+        assert!(log_tail.ends_with("40\ncannot bind"), "{log_tail}");
+        assert_eq!(error.kind(), kvmx_core::ErrorKind::Failure);
+        assert!(error.hint().unwrap().contains("d.log"));
+    }
+}

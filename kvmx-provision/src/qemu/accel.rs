@@ -134,3 +134,19 @@ fn probe(qemu: &str) -> Result<bool, String> {
     let _ = child.wait();
     Ok(answered)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_accelerator_variable_is_a_usage_error_naming_it() {
+        assert!(matches!(parse_override("tcg"), Ok(Accelerator::Tcg)));
+        let error = parse_override("fast").unwrap_err();
+        assert_eq!(error.kind(), kvmx_core::ErrorKind::Usage);
+        assert_eq!(
+            error.to_string(),
+            "KVMX_ACCEL: \"fast\" is not an accelerator: use auto, kvm or tcg"
+        );
+    }
+}

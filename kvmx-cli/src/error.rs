@@ -535,6 +535,15 @@ mod tests {
                 1,
             ),
             (
+                "MissingInGuest",
+                E::MissingInGuest {
+                    program: "rsync".into(),
+                    needed_for: "copies".into(),
+                    package: "rsync",
+                },
+                1,
+            ),
+            (
                 "Timeout",
                 E::Timeout {
                     awaited: "SSH".into(),

@@ -135,6 +135,16 @@ pub enum Error {
         /// Where to get it.
         provider: Provider,
     },
+    /// A program kvmx needs in the guest is not installed there.
+    #[error("{program} is not installed in the guest ({needed_for})")]
+    MissingInGuest {
+        /// The program.
+        program: String,
+        /// Why kvmx needs it.
+        needed_for: String,
+        /// The Debian package that holds it.
+        package: &'static str,
+    },
     /// Something kvmx waited for did not happen in time.
     #[error("timed out after {} waiting for {awaited}", span(*.after))]
     Timeout {
@@ -405,6 +415,7 @@ impl Error {
             | Error::Vanished { .. }
             | Error::PortInUse { .. }
             | Error::MissingTool { .. }
+            | Error::MissingInGuest { .. }
             | Error::Timeout { .. }
             | Error::QemuFailed { .. }
             | Error::DaemonFailed { .. }
@@ -470,6 +481,9 @@ impl Error {
                 }
                 Provider::Instructions(text) => (*text).to_owned(),
             }),
+            Error::MissingInGuest { package, .. } => Some(format!(
+                "install it in the guest: `kvmx ssh -- sudo apt-get install -y {package}` (images made by kvmx-create have it)"
+            )),
             Error::DaemonFailed { log, log_tail, .. } if !log_tail.is_empty() => {
                 Some(format!("its whole log is {log}"))
             }

@@ -237,9 +237,10 @@ impl SshTarget {
             .arg(remote(destination));
         let status = self.stream(command, None, sink)?;
         if !status.success() && !self.run("command -v rsync", &mut Discard)?.success() {
-            return Err(Error::Remote {
-                problem: "rsync is not installed in the guest (kvmx copies folders with rsync on both sides)".into(),
-                hint: "install it in the guest: `kvmx ssh -- sudo apt-get install -y rsync` (images made by kvmx-create have it)".into(),
+            return Err(Error::MissingInGuest {
+                program: "rsync".into(),
+                needed_for: "kvmx copies folders with rsync on both sides".into(),
+                package: "rsync",
             });
         }
         Ok(status)

@@ -1,9 +1,10 @@
 //! Errors as the user sees them: printed once, as a chain of causes, with a
 //! hint, and an exit code chosen by their kind.
 //!
-//! Each library error decides its own kind (`kind()`, an exhaustive match
-//! in its crate, so a new variant cannot go without one); [`exit_code`] is
-//! the one place a kind becomes an exit status.
+//! Each library error, and kvmx-cli's own [`CliError`], decides its kind
+//! and its hint (`kind()`, an exhaustive match in its own crate, so a new
+//! variant cannot go without one, and `hint()`); [`exit_code`] is the one
+//! place a kind becomes an exit status.
 
 use std::error::Error as StdError;
 

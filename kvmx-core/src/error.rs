@@ -7,7 +7,8 @@ use crate::layout::LayoutError;
 
 /// What kind of failure an error is. Every kvmx library error has one (its
 /// `kind` method decides it for each variant), and a program picks its exit
-/// status from it.
+/// status from it. Deliberately not `#[non_exhaustive]`: a program's
+/// mapping to exit statuses must name every kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The work was tried and failed, or the host, the guest or a VM is not

@@ -7,7 +7,10 @@ use clap::{Args, Parser, Subcommand};
 /// QEMU virtual machines from a file in each project.
 #[derive(Debug, Parser)]
 #[command(name = "kvmx", version, about, long_about = None)]
-#[command(after_help = "Exit status: 0 success, 1 failure, 2 usage error, 3 config error.")]
+#[command(
+    after_help = "Exit status: 0 success, 1 failure, 2 usage error, 3 config error, 130 interrupted; \
+                  a command run in the guest (ssh, run, provision, disposable) passes its own on."
+)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]

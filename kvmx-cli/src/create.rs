@@ -13,7 +13,7 @@ use kvmx_image::{BootstrapCache, ImageBuilder};
 
 use crate::cli::GlobalArgs;
 use crate::commands::Context;
-use crate::error::{CommandError, Kind};
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 /// Build the disk image of a kvmx VM: a bootable Debian guest, without root.
@@ -171,15 +171,10 @@ fn password(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), 
             output.result(password.trim());
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CommandError {
-            kind: Kind::Failure,
-            error: format!("{} has no random password on record", loaded.name).into(),
-            hint: Some(
-                "a password set in the config or a locked one is not kept; \
-                 a random one is kept when kvmx-create builds the image"
-                    .into(),
-            ),
-        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::NoPassword {
+            vm: loaded.name.to_string(),
+        }
+        .into()),
         Err(e) => Err(e.into()),
     }
 }

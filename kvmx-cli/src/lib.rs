@@ -40,7 +40,7 @@ pub fn run_binary<P: Parser>(
         Err(error) => {
             let _ = error.print();
             return if error.use_stderr() {
-                Kind::Usage.exit_code()
+                ExitCode::from(error::exit_code(Kind::Usage))
             } else {
                 ExitCode::SUCCESS
             };
@@ -51,7 +51,7 @@ pub fn run_binary<P: Parser>(
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             output.error(&error.render());
-            error.kind.exit_code()
+            ExitCode::from(error::exit_code(error.kind))
         }
     }
 }

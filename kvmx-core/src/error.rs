@@ -5,8 +5,29 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::config::ConfigError;
 use crate::layout::LayoutError;
 
+/// What kind of failure an error is. Every kvmx library error has one (its
+/// `kind` method decides it for each variant), and a program picks its exit
+/// status from it. Deliberately not `#[non_exhaustive]`: a program's
+/// mapping to exit statuses must name every kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The work was tried and failed, or the host, the guest or a VM is not
+    /// in a state that allows it.
+    Failure,
+    /// The caller asked wrongly (an argument or an environment variable);
+    /// nothing was tried.
+    Usage,
+    /// A config file is wrong; the error points at the place.
+    Config,
+    /// A command in the guest failed with this exit status (1 to 255).
+    Guest(u8),
+    /// Stopped by a signal (SIGINT or SIGTERM).
+    Interrupted,
+}
+
 /// What can go wrong when kvmx-core reads or writes its files.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A config file is wrong; the error points at the place.
     #[error(transparent)]
@@ -73,6 +94,19 @@ impl Error {
             action,
             path: path.to_owned(),
             source,
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Config(_) => ErrorKind::Config,
+            Error::NoProject { .. } | Error::UnknownVm { .. } => ErrorKind::Usage,
+            Error::Layout(_)
+            | Error::NameTaken { .. }
+            | Error::Exists { .. }
+            | Error::NotUtf8(_)
+            | Error::Io { .. } => ErrorKind::Failure,
         }
     }
 

@@ -34,6 +34,7 @@ pub struct Layout {
 
 /// Why the folders cannot be found.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// Neither `KVMX_HOME` nor `HOME` is set.
     #[error("cannot find a home folder: neither {HOME_VARIABLE} nor HOME is set")]

@@ -19,7 +19,7 @@ pub mod run_lock;
 
 pub use cancel::CancelFlag;
 pub use config::Config;
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use layout::Layout;
 pub use observe::{Event, Observer};
 pub use project::Project;

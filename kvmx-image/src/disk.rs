@@ -148,8 +148,7 @@ pub fn install_grub(raw: &Utf8Path, work: &Utf8Path, runner: &Runner) -> Result<
     let boot_path = grub_dir().join("boot.img");
     let boot_img = std::fs::read(&boot_path).map_err(Error::io("read", &boot_path))?;
     let core_img = std::fs::read(&core_path).map_err(Error::io("read", &core_path))?;
-    let (boot, core) =
-        mbr::grub_images(&boot_img, &core_img).map_err(|e| Error::Unsupported(e.to_string()))?;
+    let (boot, core) = mbr::grub_images(&boot_img, &core_img)?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(raw)

@@ -1,12 +1,15 @@
 //! The error of building an image.
 
 use camino::Utf8PathBuf;
+use kvmx_core::ErrorKind;
 
+use crate::mbr::GrubLayoutError;
 use crate::prerequisites::Missing;
 use crate::process::ToolError;
 
 /// What can go wrong while building an image.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The image exists and `force` was not given.
     #[error("the image {0} already exists")]
@@ -28,9 +31,28 @@ pub enum Error {
         /// What the system needs, with file system overhead.
         needed_mib: u64,
     },
-    /// The config asks for something this build cannot do.
+    /// The config and options ask for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The VM's user cannot be added to the guest's accounts.
+    #[error("cannot add the VM's user to the guest: {problem}")]
+    User {
+        /// Why not.
+        problem: String,
+    },
+    /// The bootstrapped tarball is not a system tree.
+    #[error("{tarball} holds no /etc/passwd or /etc/group: not a system tree")]
+    NotASystem {
+        /// The tarball.
+        tarball: Utf8PathBuf,
+    },
+    /// GRUB's images, as installed on the host, cannot be written to the
+    /// disk.
+    #[error(transparent)]
+    Grub(#[from] GrubLayoutError),
+    /// The password could not be hashed.
+    #[error("cannot hash the password: {0}")]
+    PasswordHash(String),
     /// The base VM cannot be used.
     #[error("cannot use the base VM \"{name}\": {reason}")]
     Base {
@@ -44,7 +66,7 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] kvmx_core::Error),
     /// A key could not be made or read.
-    #[error("SSH key {path}")]
+    #[error("cannot make or read the SSH key {path}")]
     Key {
         /// The key file.
         path: Utf8PathBuf,
@@ -70,6 +92,26 @@ impl Error {
         }
     }
 
+    /// What kind of failure this is. Every variant is named, so a new one
+    /// cannot go without a decision.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Core(error) => error.kind(),
+            Error::Interrupted => ErrorKind::Interrupted,
+            Error::ImageExists(_)
+            | Error::Missing(_)
+            | Error::Tool(_)
+            | Error::TooSmall { .. }
+            | Error::Unsupported(_)
+            | Error::User { .. }
+            | Error::NotASystem { .. }
+            | Error::Grub(_)
+            | Error::PasswordHash(_)
+            | Error::Base { .. }
+            | Error::Key { .. } => ErrorKind::Failure,
+        }
+    }
+
     /// What the user can do about it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
         match self {
@@ -79,6 +121,13 @@ impl Error {
                 (!packages.is_empty()).then(|| format!("apt-get install {}", packages.join(" ")))
             }
             Error::Tool(tool) => Some(format!("the full output is in {}", tool.log)),
+            Error::User { .. } => Some("set vm.user in kvmx.toml to another name".into()),
+            Error::NotASystem { .. } => Some(
+                "the bootstrap may have failed quietly: clear the cache with `kvmx-create cache clear` and build again".into(),
+            ),
+            Error::Grub(_) => Some(
+                "reinstall the host's grub-pc-bin package, or set create.bootloader = \"direct\"".into(),
+            ),
             Error::TooSmall { needed_mib, .. } => Some(format!(
                 "set image.size to at least {}M",
                 needed_mib.div_ceil(256) * 256

@@ -149,7 +149,7 @@ impl GuestSetup {
                 groups: &["sudo"],
                 shell: "/bin/bash",
             })
-            .map_err(Error::Unsupported)?;
+            .map_err(|problem| Error::User { problem })?;
         // `shadow` group for the two secret files, as Debian has them.
         let shadow_gid = group_id(&accounts.group, "shadow").unwrap_or(0);
         overlay

@@ -63,6 +63,7 @@ pub fn partition_table(layout: PartitionLayout, disk_id: u32) -> [u8; 512] {
 
 /// Why GRUB's images do not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GrubLayoutError {
     /// `boot.img` is not one sector.
     #[error("GRUB's boot.img has {0} bytes, not 512")]

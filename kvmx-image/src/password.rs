@@ -41,8 +41,7 @@ impl GuestPassword {
 /// A SHA-512 crypt hash (`$6$...`) of `plain`.
 pub fn hash(plain: &str) -> Result<String> {
     let params = sha_crypt::Sha512Params::default();
-    sha_crypt::sha512_simple(plain, &params)
-        .map_err(|e| Error::Unsupported(format!("cannot hash the password: {e:?}")))
+    sha_crypt::sha512_simple(plain, &params).map_err(|e| Error::PasswordHash(format!("{e:?}")))
 }
 
 fn random_password() -> String {

@@ -105,9 +105,9 @@ impl Rootfs {
             }
         }
         if rootfs.passwd.is_empty() || rootfs.group.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{tarball} holds no /etc/passwd or /etc/group: not a system tree"
-            )));
+            return Err(Error::NotASystem {
+                tarball: tarball.to_owned(),
+            });
         }
         Ok(rootfs)
     }

@@ -235,12 +235,7 @@ pub fn scan_in(
                 .tail(TOOL_LINES)
                 .contains("No supported database files found") =>
             {
-                return Err(Error::Usage(
-                    "clamscan found no signatures: fetch them in the template with freshclam \
-                     (examples/sanitizer does it when provisioned), or name a host folder of \
-                     signatures in disposable.clamav_database"
-                        .into(),
-                ));
+                return Err(Error::NoSignatures);
             }
             _ => {
                 return Err(Error::Tool {
@@ -260,9 +255,9 @@ pub fn scan_in(
 pub fn check_scan(paths: &[Utf8PathBuf], database: Option<&Utf8Path>) -> Result<(), Error> {
     check_inputs(paths, true)?;
     match database {
-        Some(database) if !database.is_dir() => Err(Error::Usage(format!(
-            "the ClamAV signature folder {database} does not exist"
-        ))),
+        Some(database) if !database.is_dir() => Err(Error::NoSignatureFolder {
+            folder: database.to_owned(),
+        }),
         _ => Ok(()),
     }
 }

@@ -73,9 +73,9 @@ fn wait_for_answer(reply: &mut File, path: &Utf8Path, deadline: Duration) -> Res
     loop {
         match reply.read(&mut buffer) {
             Ok(0) => {
-                return Err(Error::Usage(
-                    "the guest's clock port closed (QEMU exited?)".into(),
-                ));
+                return Err(Error::WarmState {
+                    problem: "the guest's clock port closed (QEMU exited?)".into(),
+                });
             }
             Ok(count) => {
                 said.extend_from_slice(&buffer[..count]);
@@ -90,10 +90,10 @@ fn wait_for_answer(reply: &mut File, path: &Utf8Path, deadline: Duration) -> Res
             return Ok(());
         }
         if Instant::now() > end {
-            return Err(Error::Usage(format!(
-                "the restored guest did not set its clock within {} s",
-                deadline.as_secs()
-            )));
+            return Err(Error::Timeout {
+                awaited: "the restored guest to set its clock".into(),
+                after: deadline,
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -148,9 +148,10 @@ mod tests {
         let (_dir, base) = pipes();
         let _guest = guest(&base, b"no\n");
         let error = set(&base, Duration::from_millis(200)).unwrap_err();
-        assert!(
-            error.to_string().contains("did not set its clock"),
-            "{error}"
+        assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "timed out after 200 ms waiting for the restored guest to set its clock"
         );
     }
 

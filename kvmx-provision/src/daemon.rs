@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use camino::Utf8Path;
 
-use crate::Error;
+use crate::{DaemonEnd, Error};
 
 /// How long a daemon gets to be ready.
 const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -60,20 +60,56 @@ pub fn start(
     let deadline = Instant::now() + READY_DEADLINE;
     while !ready() {
         if let Ok(Some(status)) = child.try_wait() {
-            let said = std::fs::read_to_string(log).unwrap_or_default();
-            return Err(Error::Usage(format!(
-                "{what} exited ({status}): {}",
-                said.trim()
-            )));
+            return Err(failed(what, DaemonEnd::Exited(status.to_string()), log));
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(Error::Usage(format!(
-                "{what} was not ready within {} s; see {log}",
-                READY_DEADLINE.as_secs()
-            )));
+            return Err(failed(what, DaemonEnd::NotReady(READY_DEADLINE), log));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(child.id())
+}
+
+/// How many lines of a failed daemon's log its error carries.
+const LOG_LINES: usize = 15;
+
+fn failed(what: &str, ended: DaemonEnd, log: &Utf8Path) -> Error {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    Error::DaemonFailed {
+        name: what.to_owned(),
+        ended,
+        log: log.to_owned(),
+        log_tail: crate::state::last_lines(&text, LOG_LINES).join("\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_that_exits_is_an_error_with_the_end_of_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Utf8Path::from_path(dir.path()).unwrap().join("d.log");
+        let mut command = Command::new("sh");
+        command.args(["-c", "seq 1 40 >&2; echo 'cannot bind' >&2; exit 3"]);
+        let error = start(command, "testd for /srv", &log, || false).unwrap_err();
+        let Error::DaemonFailed {
+            name,
+            ended,
+            log: named,
+            log_tail,
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(name, "testd for /srv");
+        assert_eq!(ended, &DaemonEnd::Exited("exit status: 3".into()));
+        assert_eq!(named, &log);
+        assert_eq!(log_tail.lines().count(), LOG_LINES);
+        assert!(log_tail.ends_with("40\ncannot bind"), "{log_tail}");
+        assert_eq!(error.kind(), kvmx_core::ErrorKind::Failure);
+        assert!(error.hint().unwrap().contains("d.log"));
+    }
 }

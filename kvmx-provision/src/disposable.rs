@@ -229,8 +229,10 @@ impl Disposable {
     /// is erased when it stops.
     pub fn release(mut self) -> Result<(), Error> {
         self.done = true;
-        let mut record = read_record(&self.vm.layout, &self.vm.name)
-            .ok_or_else(|| Error::Usage(format!("{} vanished while starting", self.vm.name)))?;
+        let mut record =
+            read_record(&self.vm.layout, &self.vm.name).ok_or_else(|| Error::Vanished {
+                vm: self.vm.name.to_string(),
+            })?;
         record.owner = None;
         write_record(&self.vm, &record)
     }
@@ -285,7 +287,9 @@ fn disposable_config(
             )));
         }
         config.shares.push(Share {
-            id: format!("share{index}").parse().map_err(Error::Usage)?,
+            id: format!("share{index}")
+                .parse()
+                .expect("shareN is a valid share id"),
             host: host.clone(),
             guest: guest.clone(),
             kind: ShareKind::NineP,
@@ -308,7 +312,9 @@ fn fresh_name(layout: &Layout) -> Result<VmName, Error> {
             .read_exact(&mut bytes)
             .map_err(Error::io("read", camino::Utf8Path::new("/dev/urandom")))?;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let name: VmName = format!("disp-{hex}").parse().map_err(Error::Usage)?;
+        let name: VmName = format!("disp-{hex}")
+            .parse()
+            .expect("disp-HEX is a valid VM name");
         if !layout.vm(&name).data.exists() {
             return Ok(name);
         }

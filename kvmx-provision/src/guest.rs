@@ -237,9 +237,10 @@ impl SshTarget {
             .arg(remote(destination));
         let status = self.stream(command, None, sink)?;
         if !status.success() && !self.run("command -v rsync", &mut Discard)?.success() {
-            return Err(Error::Remote {
-                problem: "rsync is not installed in the guest (kvmx copies folders with rsync on both sides)".into(),
-                hint: "install it in the guest: `kvmx ssh -- sudo apt-get install -y rsync` (images made by kvmx-create have it)".into(),
+            return Err(Error::MissingInGuest {
+                program: "rsync".into(),
+                needed_for: "kvmx copies folders with rsync on both sides".into(),
+                package: "rsync",
             });
         }
         Ok(status)
@@ -287,9 +288,12 @@ impl SshTarget {
             })?;
         let remote = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         if !output.status.success() || !remote.starts_with("/tmp/kvmx-run.") {
-            return Err(Error::Usage(
-                "cannot make a temporary file in the guest".into(),
-            ));
+            return Err(Error::InGuest {
+                what: format!(
+                    "making a temporary {}",
+                    if directory { "folder" } else { "file" }
+                ),
+            });
         }
         Ok(remote)
     }

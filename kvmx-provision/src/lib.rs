@@ -29,7 +29,7 @@ pub mod virtiofs;
 mod vm;
 pub mod warm;
 
-pub use error::Error;
+pub use error::{DaemonEnd, Error, Provider, ShareProblem};
 pub use find::Found;
 pub use kvmx_core::observe::{Event, Observer, Silent};
 pub use lifecycle::{ImagePolicy, StopOptions, UpOptions, UpOutcome, UpTo};

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::guest::{Discard, quote};
 use crate::qmp::commands::{ChardevAdd, ChardevRemove, DeviceAdd, DeviceDel};
-use crate::{Error, Vm};
+use crate::{Error, ShareProblem, Vm};
 
 /// How long the guest gets to release a live mount's device.
 const UNPLUG_DEADLINE: Duration = Duration::from_secs(30);
@@ -123,9 +123,12 @@ impl Vm {
         let status = target.run(&mount, &mut Discard)?;
         if !status.success() {
             let _ = self.unplug(&id);
-            return Err(Error::Usage(format!(
-                "the guest could not mount {id} at {guest}"
-            )));
+            return Err(Error::Share {
+                share: id,
+                problem: ShareProblem::LiveMount {
+                    guest: guest.to_owned(),
+                },
+            });
         }
         let added = Mount {
             id,
@@ -160,9 +163,12 @@ impl Vm {
             .ssh_target()?
             .run(&format!("sudo umount {}", quote(guest)), &mut Discard)?;
         if !status.success() {
-            return Err(Error::Usage(format!(
-                "the guest could not unmount {guest} (is it in use?)"
-            )));
+            return Err(Error::Share {
+                share: mounts[index].id.clone(),
+                problem: ShareProblem::LiveUnmount {
+                    guest: guest.to_owned(),
+                },
+            });
         }
         let removed = mounts.remove(index);
         self.unplug(&removed.id)?;

@@ -61,11 +61,12 @@ fn record(runtime: &Utf8Path, id: &str) -> Utf8PathBuf {
 /// The kvmx-nfsd binary: `KVMX_NFSD`, else the one beside kvmx, on PATH or
 /// in cargo's bin folder.
 pub fn find_nfsd() -> Result<PathBuf, Error> {
-    crate::daemon::find("kvmx-nfsd", NFSD_VARIABLE).ok_or_else(|| {
-        Error::Usage(
-            "kvmx-nfsd is not installed beside kvmx: install both with `cargo install --path kvmx-cli`, or set KVMX_NFSD"
-                .into(),
-        )
+    crate::daemon::find("kvmx-nfsd", NFSD_VARIABLE).ok_or_else(|| Error::MissingTool {
+        program: "kvmx-nfsd".into(),
+        needed_by: "NFS shares".into(),
+        provider: crate::Provider::Instructions(
+            "kvmx-nfsd comes with kvmx: install both with `cargo install --path kvmx-cli`, or set KVMX_NFSD to its path",
+        ),
     })
 }
 
@@ -151,14 +152,12 @@ pub struct ServeOptions {
 /// Serves `options.folder` until the watched process ends (the body of
 /// `kvmx-nfsd`).
 pub fn serve(options: &ServeOptions) -> Result<(), Error> {
-    let usage = |what: String| Error::Usage(what);
     let secret = hex::decode(&options.secret)
         .ok()
         .filter(|s| s.len() >= 16)
-        .ok_or_else(|| {
-            usage(format!(
-                "{SECRET_VARIABLE} must hold at least 16 hexadecimal bytes"
-            ))
+        .ok_or_else(|| Error::BadVariable {
+            variable: SECRET_VARIABLE,
+            problem: "it must hold at least 16 hexadecimal bytes".into(),
         })?;
     let folder = Utf8Path::from_path(&options.folder).unwrap_or(Utf8Path::new("."));
     let fs = mirror::MirrorFs::new(&options.folder, options.read_only, &secret)

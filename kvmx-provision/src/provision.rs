@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::guest::{OutputSink, quote};
 use crate::ssh::SshTarget;
-use crate::{Error, Vm};
+use crate::{Error, ShareProblem, Vm};
 
 /// When and with which config the VM was last provisioned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,11 +102,9 @@ impl Vm {
             let nfs = match share.kind {
                 ShareKind::Nfs => Some(
                     crate::nfs::server(&self.files.paths.runtime, share.id.as_str()).ok_or_else(
-                        || {
-                            Error::Usage(format!(
-                                "share {}: its NFS server is not running; restart the VM",
-                                share.id
-                            ))
+                        || Error::Share {
+                            share: share.id.to_string(),
+                            problem: ShareProblem::NfsServerGone,
                         },
                     )?,
                 ),
@@ -188,19 +186,18 @@ pub(crate) fn make_mount_point(target: &SshTarget, share: &Share) -> Result<(), 
     )?;
     match status.code() {
         Some(0) => Ok(()),
-        Some(NOT_A_FOLDER) => Err(Error::Remote {
-            problem: format!(
-                "share {}: {} in the guest is a file, not a folder to mount on",
-                share.id, share.guest
-            ),
-            hint:
-                "set shares.guest to a folder, or to a path that does not exist yet (kvmx makes it)"
-                    .into(),
+        Some(NOT_A_FOLDER) => Err(Error::Share {
+            share: share.id.to_string(),
+            problem: ShareProblem::MountPointIsFile {
+                guest: share.guest.to_string(),
+            },
         }),
-        _ => Err(Error::Usage(format!(
-            "share {}: cannot make the folder {} in the guest",
-            share.id, share.guest
-        ))),
+        _ => Err(Error::Share {
+            share: share.id.to_string(),
+            problem: ShareProblem::MountPoint {
+                guest: share.guest.to_string(),
+            },
+        }),
     }
 }
 

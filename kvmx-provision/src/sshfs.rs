@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kvmx_core::config::{Share, ShareKind};
 
 use crate::guest::{Discard, quote};
-use crate::{Error, Vm};
+use crate::{Error, Provider, ShareProblem, Vm};
 
 /// OpenSSH's SFTP server on Debian.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
@@ -75,20 +75,24 @@ impl Vm {
             .stdin(Stdio::null())
             .status()
             .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => Error::Usage(format!(
-                    "share {}: sshfs is not installed on the host; install the sshfs package",
-                    share.id
-                )),
+                std::io::ErrorKind::NotFound => Error::MissingTool {
+                    program: "sshfs".into(),
+                    needed_by: format!("the sshfs share {}", share.id),
+                    provider: Provider::Debian("sshfs"),
+                },
                 _ => Error::Spawn {
                     program: "sshfs".into(),
                     source,
                 },
             })?;
         if !status.success() {
-            return Err(Error::Usage(format!(
-                "sshfs could not mount {} of the guest at {}",
-                share.guest, share.host
-            )));
+            return Err(Error::Share {
+                share: share.id.to_string(),
+                problem: ShareProblem::HostMount {
+                    guest: share.guest.to_string(),
+                    host: share.host.clone(),
+                },
+            });
         }
         Ok(())
     }
@@ -98,10 +102,11 @@ impl Vm {
         let guest = quote(share.guest.as_path().as_str());
         let ro = if share.read_only { ",ro" } else { "" };
         if !std::path::Path::new(SFTP_SERVER).exists() {
-            return Err(Error::Usage(format!(
-                "share {}: reverse sshfs needs the host's SFTP server {SFTP_SERVER}; install the openssh-sftp-server package",
-                share.id
-            )));
+            return Err(Error::MissingTool {
+                program: SFTP_SERVER.into(),
+                needed_by: format!("the reverse-sshfs share {}", share.id),
+                provider: Provider::Debian("openssh-sftp-server"),
+            });
         }
         crate::provision::make_mount_point(&target, share)?;
         let mut sftp = Command::new(SFTP_SERVER)
@@ -142,10 +147,13 @@ impl Vm {
             }
             if Instant::now() > deadline {
                 let _ = sftp.kill();
-                return Err(Error::Usage(format!(
-                    "reverse sshfs of {} did not mount at {} (does the image have the sshfs package? add it to create.packages)",
-                    share.host, share.guest
-                )));
+                return Err(Error::Share {
+                    share: share.id.to_string(),
+                    problem: ShareProblem::ReverseMount {
+                        host: share.host.clone(),
+                        guest: share.guest.to_string(),
+                    },
+                });
             }
             std::thread::sleep(Duration::from_millis(300));
         }

@@ -38,9 +38,10 @@ impl Vm {
         let project = Project::select(Some(template.as_str()), &layout.config_dir, layout)?;
         let loaded = project.load(layout)?;
         if loaded.config.template.name.is_some() {
-            return Err(Error::Usage(format!(
-                "{name}'s template {template} is itself template-based: a template must have its own image"
-            )));
+            return Err(Error::NestedTemplate {
+                vm: name.to_string(),
+                template: template.to_string(),
+            });
         }
         let template = Vm::new(layout, loaded.name, loaded.config);
         Ok(Vm::on_template(layout, name, config, template))
@@ -100,24 +101,19 @@ impl Vm {
         let own = open_backing_lock(&self.files)?;
         if own.try_lock().is_err() {
             let users = self.dependants_running();
-            return Err(Error::Usage(format!(
-                "{} cannot start while VMs run on its image: {}; stop them first",
-                self.name,
-                if users.is_empty() {
-                    "(one is starting)".into()
-                } else {
-                    users.join(", ")
-                }
-            )));
+            return Err(Error::ImageInUse {
+                vm: self.name.to_string(),
+                users,
+            });
         }
         let mut locks = vec![own];
         if let Some((owner, files)) = self.backing_owner() {
             let shared = open_backing_lock(&files)?;
             if shared.try_lock_shared().is_err() {
-                return Err(Error::Usage(format!(
-                    "{} runs on {owner}'s image, and {owner} is running: stop {owner} first (`kvmx stop {owner}`)",
-                    self.name
-                )));
+                return Err(Error::BackingRunning {
+                    vm: self.name.to_string(),
+                    owner,
+                });
             }
             locks.push(shared);
         }
@@ -181,10 +177,11 @@ impl Vm {
         } else if let Some(template) = &self.template {
             let image = template.image();
             if !image.exists() {
-                return Err(Error::Usage(format!(
-                    "{}'s template {} has no image at {image}: build it with `kvmx up {}` (or kvmx-create)",
-                    self.name, template.name, template.name
-                )));
+                return Err(Error::NoTemplateImage {
+                    vm: self.name.to_string(),
+                    template: template.name.to_string(),
+                    path: image,
+                });
             }
             if self.config.template.root == TemplateRoot::Overlay {
                 let format = template.config.image.format;
@@ -265,10 +262,8 @@ fn backing_file(overlay: &Utf8Path) -> Result<(Utf8PathBuf, ImageFormat), Error>
     let backing = info["full-backing-filename"]
         .as_str()
         .or(info["backing-filename"].as_str())
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "recreate_overlay: {overlay} is not an overlay (it has no backing file)"
-            ))
+        .ok_or_else(|| Error::NotAnOverlay {
+            path: overlay.to_owned(),
         })?;
     let format = match info["backing-filename-format"].as_str() {
         Some("raw") => ImageFormat::Raw,
@@ -312,10 +307,11 @@ fn run_tool(command: &mut Command, what: &str) -> Result<(), Error> {
     if output.status.success() {
         return Ok(());
     }
-    Err(Error::Usage(format!(
-        "{what} failed: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
+    Err(Error::ProgramFailed {
+        program: what.into(),
+        status: output.status.to_string(),
+        output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
 }
 
 /// The serial the private disk has in the guest.

@@ -31,15 +31,16 @@ pub fn start(
     log: &Utf8Path,
 ) -> Result<u32, Error> {
     if !folder.is_dir() {
-        return Err(Error::Usage(format!(
-            "the shared folder {folder} does not exist; create it or fix the share's host path"
-        )));
+        return Err(Error::NoHostFolder {
+            folder: folder.to_owned(),
+        });
     }
-    let binary = find_virtiofsd().ok_or_else(|| {
-        Error::Usage(
-            "virtiofsd is not installed: install it with `cargo install virtiofsd` (it needs libseccomp-dev and libcap-ng-dev), or set KVMX_VIRTIOFSD"
-                .into(),
-        )
+    let binary = find_virtiofsd().ok_or_else(|| Error::MissingTool {
+        program: "virtiofsd".into(),
+        needed_by: "virtiofs shares".into(),
+        provider: crate::Provider::Instructions(
+            "install it with `cargo install virtiofsd` (it needs libseccomp-dev and libcap-ng-dev), or set KVMX_VIRTIOFSD to its path",
+        ),
     })?;
     let _ = std::fs::remove_file(socket);
     let root = nix::unistd::geteuid().is_root();

@@ -202,11 +202,8 @@ impl Vm {
         let run = state::read(&self.files).ok_or_else(|| Error::NotRunning {
             vm: self.name.to_string(),
         })?;
-        let port = run.ssh_port.ok_or_else(|| {
-            Error::Usage(format!(
-                "{} has no SSH port: SSH needs ssh.enabled and user networking",
-                self.name
-            ))
+        let port = run.ssh_port.ok_or_else(|| Error::NoSshPort {
+            vm: self.name.to_string(),
         })?;
         let ssh = &self.config.ssh;
         // A template-based guest is the template's, with its keys.
@@ -347,17 +344,20 @@ impl Vm {
                 }
                 ShareKind::Smb if std::path::Path::new("/usr/sbin/smbd").exists() => {}
                 ShareKind::Smb => {
-                    return Err(Error::Usage(format!(
-                        "share {}: SMB shares need the host's smbd; install the samba package",
-                        share.id
-                    )));
+                    return Err(Error::MissingTool {
+                        program: "smbd".into(),
+                        needed_by: format!("the smb share {}", share.id),
+                        provider: crate::Provider::Debian("samba"),
+                    });
                 }
             }
             if !share.host.is_dir() {
-                return Err(Error::Usage(format!(
-                    "share {}: the host folder {} does not exist; create it or fix shares.host",
-                    share.id, share.host
-                )));
+                return Err(Error::Share {
+                    share: share.id.to_string(),
+                    problem: crate::ShareProblem::HostFolderMissing {
+                        host: share.host.clone(),
+                    },
+                });
             }
         }
         Ok(())
@@ -390,10 +390,9 @@ impl Vm {
                 });
             }
             if Instant::now() > deadline {
-                return Err(Error::Usage(format!(
-                    "{} is locked by another kvmx that has not started QEMU",
-                    self.name
-                )));
+                return Err(Error::Locked {
+                    vm: self.name.to_string(),
+                });
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -738,11 +737,10 @@ impl Vm {
         }
         let dependants = self.dependants();
         if !dependants.is_empty() {
-            return Err(Error::Usage(format!(
-                "{} is the template or base of {}: destroy those first, or point them at another VM",
-                self.name,
-                dependants.join(", ")
-            )));
+            return Err(Error::HasDependants {
+                vm: self.name.to_string(),
+                dependants,
+            });
         }
         let mut removed = Vec::new();
         let image = self.image();

@@ -189,8 +189,9 @@ pub(crate) fn new_folder(vm: &Vm) -> Result<Option<Utf8PathBuf>, Error> {
 /// Saves the running `vm`, booted with its memory in `fresh`'s memory
 /// file, into `fresh`, quits it, and makes `fresh` the template's state.
 pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<WarmState, Error> {
-    let facts = current_facts(vm, accelerator)
-        .ok_or_else(|| Error::Usage("cannot read the template's image or QEMU".into()))?;
+    let facts = current_facts(vm, accelerator).ok_or_else(|| Error::WarmState {
+        problem: "cannot read the template's image or QEMU".into(),
+    })?;
     if let Some(run) = crate::state::read(&vm.files) {
         wait_until_idle(run.pid);
     }
@@ -248,10 +249,12 @@ fn wait_for_migration(qmp: &mut Qmp) -> Result<(), Error> {
     }
     // The event carries no reason; query-migrate does.
     let info = qmp.execute(&commands::QueryMigrate)?;
-    Err(Error::Usage(format!(
-        "QEMU could not save or load the warm state: {}",
-        info.error_desc.as_deref().unwrap_or("it gave no reason")
-    )))
+    Err(Error::WarmState {
+        problem: format!(
+            "QEMU could not save or load the warm state: {}",
+            info.error_desc.as_deref().unwrap_or("it gave no reason")
+        ),
+    })
 }
 
 /// What the first disposable changes in its own system before it is saved,
@@ -265,16 +268,18 @@ pub(crate) fn prepare_guest(vm: &Vm) -> Result<(), Error> {
     let mut collected = crate::guest::Collected::default();
     let status = target.run_with_input("sudo -n sh -s", Some(PREPARE_GUEST), &mut collected)?;
     if !status.success() {
-        return Err(Error::Usage(format!(
-            "could not prepare the guest for restoring ({status}): {}",
-            collected.tail(5)
-        )));
+        return Err(Error::WarmState {
+            problem: format!(
+                "could not prepare the guest for restoring ({status}): {}",
+                collected.tail(5)
+            ),
+        });
     }
     crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)?;
     if !target.unshared().answers() {
-        return Err(Error::Usage(
-            "the guest's sshd did not answer after it was prepared for restoring".into(),
-        ));
+        return Err(Error::WarmState {
+            problem: "the guest's sshd did not answer after it was prepared for restoring".into(),
+        });
     }
     Ok(())
 }
@@ -321,9 +326,10 @@ pub(crate) fn wake(vm: &Vm, deadline: Duration) -> Result<(), Error> {
             return Ok(());
         }
         if Instant::now() > end {
-            return Err(Error::Usage(
-                "the restored disposable did not answer SSH".into(),
-            ));
+            return Err(Error::Timeout {
+                awaited: "the restored disposable to answer SSH".into(),
+                after: deadline,
+            });
         }
         std::thread::sleep(Duration::from_millis(100));
         login = target.spawn_login()?;

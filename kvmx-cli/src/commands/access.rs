@@ -8,7 +8,7 @@ use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
 use crate::cli::{MonitorArgs, PortArgs, QmpArgs, SshArgs};
-use crate::error::{CommandError, Kind};
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 /// Ctrl-]: detaches from the console, as in telnet.
@@ -161,10 +161,7 @@ pub fn vm_and_last(args: &[String]) -> (Option<&str>, &str) {
 
 pub fn qmp(args: &QmpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let (vm, json) = vm_and_last(&args.args);
-    let message: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-        CommandError::usage(format!("the QMP message is not JSON: {e}"))
-            .with_hint(r#"write it like '{"execute":"query-status"}'"#)
-    })?;
+    let message: serde_json::Value = serde_json::from_str(json).map_err(CliError::NotJson)?;
     let vm = context.load_vm(vm, output)?;
     let reply = vm
         .qmp()?
@@ -195,17 +192,16 @@ pub fn port(args: &PortArgs, context: &Context, output: &Output) -> Result<(), C
     let vm = context.load_vm(vm, output)?;
     let status = vm.status()?;
     if status.forwards.is_empty() {
-        return Err(CommandError {
-            kind: Kind::Failure,
-            error: format!("{} has no forwarded ports (is it running?)", vm.name).into(),
-            hint: Some("start it with `kvmx up`".into()),
-        });
+        return Err(CliError::NoForwards {
+            vm: vm.name.to_string(),
+        }
+        .into());
     }
     let forwards: Vec<_> = match guest_port {
         Some(port) => {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| CommandError::usage(format!("\"{port}\" is not a port number")))?;
+            let port: u16 = port.parse().map_err(|_| CliError::NotAPort {
+                text: port.to_owned(),
+            })?;
             status
                 .forwards
                 .into_iter()
@@ -215,15 +211,10 @@ pub fn port(args: &PortArgs, context: &Context, output: &Output) -> Result<(), C
         None => status.forwards,
     };
     if forwards.is_empty() {
-        return Err(CommandError {
-            kind: Kind::Failure,
-            error: format!(
-                "no host port reaches guest port {}",
-                guest_port.unwrap_or("")
-            )
-            .into(),
-            hint: Some("add it to network.forwards in kvmx.toml".into()),
-        });
+        return Err(CliError::NoForwardTo {
+            port: guest_port.unwrap_or("").to_owned(),
+        }
+        .into());
     }
     if output.json {
         output.json_result(&forwards);

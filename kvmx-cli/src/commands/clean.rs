@@ -8,7 +8,7 @@ use kvmx_provision::{Observer, Vm};
 
 use super::Context;
 use crate::cli::{DisposableOptionArgs, SanitizeArgs};
-use crate::error::{CommandError, Kind};
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 pub fn clean(
@@ -36,11 +36,7 @@ pub fn clean(
     if errors.is_empty() {
         return Ok(());
     }
-    Err(CommandError {
-        kind: Kind::Failure,
-        error: errors.join("\n").into(),
-        hint: None,
-    })
+    Err(CliError::NotCleaned(errors.into_iter().map(str::to_owned).collect()).into())
 }
 
 pub fn clamav(args: &SanitizeArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
@@ -61,11 +57,7 @@ pub fn clamav(args: &SanitizeArgs, context: &Context, output: &Output) -> Result
         output.info(&format!("ClamAV found nothing in {} path(s)", paths.len()));
         return Ok(());
     }
-    Err(CommandError {
-        kind: Kind::Failure,
-        error: format!("ClamAV found {} infected file(s)", scan.found.len()).into(),
-        hint: None,
-    })
+    Err(CliError::Infected(scan.found.len()).into())
 }
 
 /// The template VM and the paths made absolute.

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Context;
 use super::access::vm_and_last;
 use crate::cli::UsbCommand;
-use crate::error::CommandError;
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 pub fn display(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
@@ -32,8 +32,10 @@ pub fn display(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
             return Ok(());
         }
         DisplayKind::None => {
-            return Err(CommandError::usage(format!("{} has no display (display.kind = \"none\")", vm.name))
-                .with_hint("set display.kind to \"spice\" or \"vnc\" and restart it; `kvmx console` reaches the serial console"));
+            return Err(CliError::NoDisplay {
+                vm: vm.name.to_string(),
+            }
+            .into());
         }
     };
     let words = client_words(client)?;
@@ -64,9 +66,10 @@ fn vnc_target(client: &str, vm: &kvmx_provision::Vm) -> String {
 fn client_words(command: &str) -> Result<Vec<String>, CommandError> {
     match shlex::split(command) {
         Some(words) if !words.is_empty() => Ok(words),
-        _ => Err(CommandError::usage(format!(
-            "the display client \"{command}\" is not a command"
-        ))),
+        _ => Err(CliError::NotACommand {
+            client: command.to_owned(),
+        }
+        .into()),
     }
 }
 
@@ -79,10 +82,10 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
     let (vendor, product) = parse_usb_id(device)?;
     let vm = context.load_vm(vm, output)?;
     if vm.config.hardware.usb == 0 {
-        return Err(
-            CommandError::usage(format!("{} has no USB controller", vm.name))
-                .with_hint("set hardware.usb = 2 (or 3) in kvmx.toml and restart the VM"),
-        );
+        return Err(CliError::NoUsbController {
+            vm: vm.name.to_string(),
+        }
+        .into());
     }
     let id = format!("usb-{vendor:04x}-{product:04x}");
     let mut qmp = vm.qmp()?;
@@ -107,9 +110,8 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
 }
 
 fn parse_usb_id(device: &str) -> Result<(u16, u16), CommandError> {
-    let invalid = || {
-        CommandError::usage(format!("\"{device}\" is not a USB id"))
-            .with_hint("write VENDOR:PRODUCT in hexadecimal, as `lsusb` shows it, e.g. 046d:c52b")
+    let invalid = || CliError::NotAUsbId {
+        text: device.to_owned(),
     };
     let (vendor, product) = device.split_once(':').ok_or_else(invalid)?;
     let parse = |hex: &str| u16::from_str_radix(hex, 16).map_err(|_| invalid());

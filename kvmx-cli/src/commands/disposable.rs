@@ -11,7 +11,7 @@ use super::Context;
 use super::access::ssh_command;
 use super::guest::exit_with;
 use crate::cli::{DisposableArgs, DisposableNameArgs, DisposableOptionArgs, DisposableRunArgs};
-use crate::error::{CommandError, Kind};
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 use crate::output::Prefixed;
 
@@ -44,10 +44,7 @@ pub fn run_script(
     output: &Output,
 ) -> Result<(), CommandError> {
     if !args.file.is_file() {
-        return Err(CommandError::usage(format!(
-            "there is no file at {}",
-            args.file
-        )));
+        return Err(CliError::NoFile(args.file.clone()).into());
     }
     let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, None, context, output)?;
@@ -65,10 +62,10 @@ pub fn named(
     context: &Context,
     output: &Output,
 ) -> Result<(), CommandError> {
-    let name = args
-        .name
-        .parse()
-        .map_err(|message: String| CommandError::usage(format!("{}: {message}", args.name)))?;
+    let name = args.name.parse().map_err(|problem| CliError::BadValue {
+        argument: args.name.clone(),
+        problem,
+    })?;
     let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, Some(name), context, output)?;
     let name = session.vm().name.to_string();
@@ -95,7 +92,10 @@ pub(crate) fn start(
             .as_deref()
             .map(str::parse)
             .transpose()
-            .map_err(|message: String| CommandError::usage(format!("--memory: {message}")))?,
+            .map_err(|problem| CliError::BadValue {
+                argument: "--memory".into(),
+                problem,
+            })?,
         network: !options.no_network,
         shares: options
             .share
@@ -129,11 +129,11 @@ fn finish(
     let name = session.vm().name.to_string();
     session.erase()?;
     if !alive {
-        return Err(CommandError {
-            kind: Kind::Failure,
-            error: format!("{name} stopped or crashed while {what} ran; it has been erased").into(),
-            hint: None,
-        });
+        return Err(CliError::DisposableDied {
+            vm: name,
+            what: what.to_owned(),
+        }
+        .into());
     }
     exit_with(status, &format!("{what} exited"))
 }
@@ -168,9 +168,9 @@ fn parse_share(
     text: &str,
     context: &Context,
 ) -> Result<(Utf8PathBuf, kvmx_core::config::values::GuestPath), CommandError> {
-    let usage = |why: String| {
-        CommandError::usage(format!("--share {text}: {why}"))
-            .with_hint("write it as HOST_FOLDER:/guest/folder")
+    let usage = |problem: String| CliError::BadShare {
+        text: text.to_owned(),
+        problem,
     };
     let (host, guest) = text
         .rsplit_once(':')

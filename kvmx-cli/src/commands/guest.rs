@@ -6,7 +6,7 @@ use kvmx_provision::ssh::SshTarget;
 
 use super::Context;
 use crate::cli::{RunArgs, TransferArgs};
-use crate::error::{CommandError, Kind};
+use crate::error::{CliError, CommandError};
 use crate::output::{Output, Prefixed};
 
 pub fn ssh_config(
@@ -54,12 +54,7 @@ pub fn transfer(
                 output,
             )?,
             _ => {
-                return Err(CommandError::usage(
-                    "one side of a copy must be in the guest, the other on the host",
-                )
-                .with_hint(
-                    "write the guest side with a leading colon: `kvmx copy notes.txt :/tmp/`",
-                ));
+                return Err(CliError::CopySides.into());
             }
         },
         Transfer::RsyncTo => target.rsync(
@@ -76,11 +71,11 @@ pub fn transfer(
         )?,
     };
     if !status.success() {
-        return Err(CommandError {
-            kind: Kind::Failure,
-            error: format!("the transfer from {source} to {destination} failed").into(),
-            hint: None,
-        });
+        return Err(CliError::TransferFailed {
+            from: source.to_owned(),
+            to: destination.to_owned(),
+        }
+        .into());
     }
     Ok(())
 }
@@ -117,11 +112,7 @@ fn progress_option(output: &Output) -> Vec<String> {
 
 pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     if !args.file.is_file() {
-        return Err(CommandError::usage(format!(
-            "there is no script at {}",
-            args.file
-        ))
-        .with_hint("give the path of a script on the host; kvmx copies it into the guest and runs it there"));
+        return Err(CliError::NoScript(args.file.clone()).into());
     }
     let vm = context.load_vm(Some(&args.vm), output)?;
     let status =
@@ -134,14 +125,11 @@ pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), Com
 pub(crate) fn exit_with(status: std::process::ExitStatus, what: &str) -> Result<(), CommandError> {
     match status.code() {
         Some(0) => Ok(()),
-        code => {
-            let code = code.unwrap_or(1);
-            Err(CommandError {
-                kind: Kind::Guest(u8::try_from(code).unwrap_or(1)),
-                error: format!("{what} with status {code}").into(),
-                hint: None,
-            })
+        code => Err(CliError::GuestCommand {
+            what: what.to_owned(),
+            code: code.unwrap_or(1),
         }
+        .into()),
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Context, print_legacy_warnings};
 use crate::cli::ImportArgs;
-use crate::error::CommandError;
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 #[derive(Serialize)]
@@ -36,10 +36,7 @@ pub fn run(args: &ImportArgs, context: &Context, output: &Output) -> Result<(), 
         path
     };
     if !legacy_file.is_file() {
-        return Err(
-            CommandError::usage(format!("there is no kvmxfile at {legacy_file}"))
-                .with_hint("name a kvmxfile or the folder that holds it"),
-        );
+        return Err(CliError::NoKvmxfile(legacy_file).into());
     }
     let dir = legacy_file
         .parent()

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::InitArgs;
-use crate::error::CommandError;
+use crate::error::{CliError, CommandError};
 use crate::output::Output;
 
 #[derive(Serialize)]
@@ -26,10 +26,7 @@ pub fn run(args: &InitArgs, context: &Context, output: &Output) -> Result<(), Co
     let file = dir.join(project::FILE_NAME);
     let legacy_file = dir.join(legacy::FILE_NAME);
     if !file.exists() && legacy_file.exists() && !args.force {
-        return Err(
-            CommandError::usage(format!("{legacy_file} already describes this project"))
-                .with_hint("run `kvmx import` to turn it into a kvmx.toml"),
-        );
+        return Err(CliError::LegacyProject(legacy_file).into());
     }
     let folder_name = Project {
         dir: dir.clone(),
@@ -38,9 +35,10 @@ pub fn run(args: &InitArgs, context: &Context, output: &Output) -> Result<(), Co
     .folder_name();
     let (name, name_in_file) = match &args.name {
         Some(name) => {
-            let name: VmName = name
-                .parse()
-                .map_err(|message: String| CommandError::usage(format!("--name: {message}")))?;
+            let name: VmName = name.parse().map_err(|problem| CliError::BadValue {
+                argument: "--name".into(),
+                problem,
+            })?;
             let differs = folder_name.as_ref().map_or(true, |folder| folder != &name);
             (name.clone(), differs.then_some(name))
         }

@@ -18,7 +18,7 @@ use kvmx_core::Layout;
 use kvmx_provision::clean::Cleaner;
 
 use crate::cli::Command;
-use crate::error::{CommandError, Kind};
+use crate::error::CommandError;
 use crate::output::Output;
 
 /// Runs one command.
@@ -100,11 +100,7 @@ impl Context {
     pub(crate) fn from_env() -> Result<Context, CommandError> {
         let layout = Layout::from_env().map_err(kvmx_core::Error::from)?;
         let cwd = std::env::current_dir()?;
-        let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(|path| CommandError {
-            kind: Kind::Failure,
-            error: Box::new(kvmx_core::Error::NotUtf8(path)),
-            hint: None,
-        })?;
+        let cwd = Utf8PathBuf::from_path_buf(cwd).map_err(kvmx_core::Error::NotUtf8)?;
         Ok(Context { layout, cwd })
     }
 

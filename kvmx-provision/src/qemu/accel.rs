@@ -73,9 +73,10 @@ fn parse_override(value: &str) -> Result<Accelerator, Error> {
         "auto" => Ok(Accelerator::Auto),
         "kvm" => Ok(Accelerator::Kvm),
         "tcg" => Ok(Accelerator::Tcg),
-        other => Err(Error::Usage(format!(
-            "{ACCEL_VARIABLE}={other} is not an accelerator: use auto, kvm or tcg"
-        ))),
+        other => Err(Error::BadVariable {
+            variable: ACCEL_VARIABLE,
+            problem: format!("\"{other}\" is not an accelerator: use auto, kvm or tcg"),
+        }),
     }
 }
 
@@ -280,5 +281,16 @@ mod tests {
     #[test]
     fn the_probe_reaches_long_mode_under_tcg() {
         assert_eq!(probe(super::super::QEMU, Accel::Tcg), Ok(true));
+    }
+
+    #[test]
+    fn a_wrong_accelerator_variable_is_a_usage_error_naming_it() {
+        assert!(matches!(parse_override("tcg"), Ok(Accelerator::Tcg)));
+        let error = parse_override("fast").unwrap_err();
+        assert_eq!(error.kind(), kvmx_core::ErrorKind::Usage);
+        assert_eq!(
+            error.to_string(),
+            "KVMX_ACCEL: \"fast\" is not an accelerator: use auto, kvm or tcg"
+        );
     }
 }

@@ -21,6 +21,7 @@ use commands::Command;
 
 /// Why a QMP exchange failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QmpError {
     /// The socket could not be reached.
     #[error("cannot connect to QMP at {path}")]

@@ -307,9 +307,9 @@ mod tests {
     use camino::Utf8PathBuf;
     use kvmx_core::config::ConfigError;
     use kvmx_core::layout::LayoutError;
+    use kvmx_core::process::ToolError;
     use kvmx_image::mbr::GrubLayoutError;
     use kvmx_image::prerequisites::{Missing, Requirement};
-    use kvmx_image::process::ToolError;
     use kvmx_provision::provision::StepFailed;
     use kvmx_provision::qmp::QmpError;
     use kvmx_provision::{DaemonEnd, Provider, ShareProblem};
@@ -388,7 +388,7 @@ mod tests {
                     command: "mmdebstrap".into(),
                     status: "exit status 1".into(),
                     stderr_tail: vec![],
-                    log: path("/log"),
+                    log: Some(path("/log")),
                 }),
                 1,
             ),

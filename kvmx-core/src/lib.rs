@@ -13,6 +13,7 @@ pub mod image_size;
 pub mod layout;
 pub mod legacy;
 pub mod observe;
+pub mod process;
 pub mod project;
 pub mod registry;
 pub mod run_lock;

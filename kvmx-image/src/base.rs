@@ -10,8 +10,8 @@ use kvmx_core::config::{Bootloader, ImageFormat};
 use kvmx_core::layout::{Layout, VmPaths};
 use kvmx_core::run_lock;
 
-use crate::process::{Runner, Tool};
 use crate::{Error, Result};
+use kvmx_core::process::Runner;
 
 /// The base VM, as its own config describes it.
 #[derive(Debug, Clone)]
@@ -96,19 +96,9 @@ impl BaseVm {
                         .into(),
                 ));
             }
-            runner.run(
-                &Tool::new("qemu-img", "create the overlay")
-                    .args(["create", "-f", "qcow2", "-F", self.format.as_str(), "-b"])
-                    .arg(&self.image)
-                    .arg(target),
-            )?;
+            crate::qemu_img::create_overlay(runner, target, &self.image, self.format)?;
         } else {
-            runner.run(
-                &Tool::new("qemu-img", "copy the base's image")
-                    .args(["convert", "-f", self.format.as_str(), "-O", format.as_str()])
-                    .arg(&self.image)
-                    .arg(target),
-            )?;
+            crate::qemu_img::convert(runner, &self.image, self.format, target, format)?;
         }
         Ok(())
     }

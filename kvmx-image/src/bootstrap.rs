@@ -13,9 +13,9 @@ use kvmx_core::config::Method;
 use serde::{Deserialize, Serialize};
 
 use crate::prerequisites::{Requirement, is_root};
-use crate::process::{Runner, Tool};
 use crate::userns::GuestRoot;
 use crate::{Error, Result};
+use kvmx_core::process::{Runner, Tool};
 
 /// The version of what the bootstrap puts in the tree. Raise it when the
 /// base packages or [`SYSTEM_SETUP`] change, so that cached trees made the

@@ -22,10 +22,10 @@ use crate::cleanup::{TempFile, WorkDir};
 use crate::guest::{GuestSetup, kernel_cmdline};
 use crate::password::GuestPassword;
 use crate::prerequisites::{self, Requirement, grub_dir, is_root};
-use crate::process::Runner;
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
 use crate::{Error, Result, disk, keys};
+use kvmx_core::process::Runner;
 
 /// A step of a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,7 +137,7 @@ impl Timer<'_> {
         cancel: &CancelFlag,
         work: impl FnOnce() -> Result<(T, Option<String>)>,
     ) -> Result<T> {
-        crate::process::check_cancel(cancel)?;
+        kvmx_core::process::check_cancel(cancel)?;
         self.stages.stage(stage.describe());
         let start = Instant::now();
         let (value, note) = work()?;
@@ -457,7 +457,7 @@ impl ImageBuilder {
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
             password_file: password.random.map(|_| self.paths.password_file()),
-            log: runner.log_path().to_owned(),
+            log: self.paths.create_log(),
             stages: Vec::new(),
         })
     }
@@ -537,7 +537,7 @@ impl ImageBuilder {
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
             password_file: None,
-            log: runner.log_path().to_owned(),
+            log: self.paths.create_log(),
             stages: Vec::new(),
         })
     }

@@ -15,9 +15,9 @@ use sha2::Digest;
 
 use crate::bootstrap::{Bootstrap, BootstrapSpec, RECIPE_VERSION};
 use crate::cleanup::WorkDir;
-use crate::process::Runner;
 use crate::userns::GuestRoot;
 use crate::{Error, Result};
+use kvmx_core::process::Runner;
 
 const TARBALL: &str = "rootfs.tar";
 const ENTRY: &str = "entry.json";
@@ -99,7 +99,7 @@ impl BootstrapCache {
         let scratch = work.path().join("scratch");
         std::fs::create_dir(&scratch).map_err(Error::io("create", &scratch))?;
         method.bootstrap(spec, &tarball, &scratch, runner)?;
-        crate::process::check_cancel(runner.cancel_flag())?;
+        kvmx_core::process::check_cancel(runner.cancel_flag())?;
         GuestRoot::detect().remove_tree(&scratch);
         let size = tarball
             .metadata()
@@ -135,7 +135,7 @@ impl BootstrapCache {
                 Ok(lock) => return Ok(lock),
                 Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
                     file = back;
-                    crate::process::check_cancel(runner.cancel_flag())?;
+                    kvmx_core::process::check_cancel(runner.cancel_flag())?;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 Err((_, errno)) => {

@@ -9,10 +9,10 @@ use kvmx_core::config::ImageFormat;
 
 use crate::mbr::{self, PartitionLayout};
 use crate::prerequisites::{Requirement, grub_dir};
-use crate::process::{Runner, Tool};
 use crate::rootfs::BLOCK;
 use crate::userns::GuestRoot;
 use crate::{Error, Result};
+use kvmx_core::process::{Runner, Tool};
 
 /// GRUB modules built into `core.img`: enough to read the partition, find
 /// the root by UUID and load Linux, with the serial console.

@@ -5,7 +5,7 @@ use kvmx_core::ErrorKind;
 
 use crate::mbr::GrubLayoutError;
 use crate::prerequisites::Missing;
-use crate::process::ToolError;
+use kvmx_core::process::{ProcessError, ToolError};
 
 /// What can go wrong while building an image.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +120,10 @@ impl Error {
                 let packages = Missing::packages(missing);
                 (!packages.is_empty()).then(|| format!("apt-get install {}", packages.join(" ")))
             }
-            Error::Tool(tool) => Some(format!("the full output is in {}", tool.log)),
+            Error::Tool(tool) => tool
+                .log
+                .as_ref()
+                .map(|log| format!("the full output is in {log}")),
             Error::User { .. } => Some("set vm.user in kvmx.toml to another name".into()),
             Error::NotASystem { .. } => Some(
                 "the bootstrap may have failed quietly: clear the cache with `kvmx-create cache clear` and build again".into(),
@@ -145,3 +148,18 @@ impl Error {
 
 /// The result of this crate's operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<ProcessError> for Error {
+    fn from(error: ProcessError) -> Self {
+        match error {
+            ProcessError::Failed(tool) => Error::Tool(tool),
+            ProcessError::Interrupted => Error::Interrupted,
+            ProcessError::Spawn { program, source } => Error::Core(kvmx_core::Error::io_doing(
+                "run",
+                program.as_str().into(),
+            )(source)),
+            // A kind added later: its text is kept.
+            other => Error::Unsupported(other.to_string()),
+        }
+    }
+}

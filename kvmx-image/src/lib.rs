@@ -11,7 +11,7 @@
 //!    and GRUB written by hand ([`mbr`]), then converted to qcow2.
 //!
 //! Images made from another VM's image (base boxes) are in [`base`]. Tools
-//! run through [`process`], which logs their output and stops them on
+//! run through [`kvmx_core::process`], which logs their output and stops them on
 //! [`CancelFlag`]. The library never prints: the caller gets progress
 //! through a [`kvmx_core::Observer`] and the result as a [`BuildReport`].
 
@@ -29,7 +29,7 @@ pub mod mbr;
 pub mod overlay;
 pub mod password;
 pub mod prerequisites;
-pub mod process;
+pub mod qemu_img;
 pub mod rootfs;
 pub mod userns;
 

@@ -1,13 +1,7 @@
 //! What a build needs on the host, checked before it starts so that one
 //! message lists everything missing and the Debian package providing each.
 
-use std::ffi::OsString;
-
 use camino::{Utf8Path, Utf8PathBuf};
-
-/// Folders searched after `PATH`: a plain user's `PATH` on Debian has no
-/// `sbin`, where `mkfs.ext4` lives.
-const SBIN: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
 /// Something the build needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,19 +115,7 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// `PATH` with the `sbin` folders appended when missing: the search path of
-/// the build's tools.
-pub fn search_path() -> OsString {
-    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect())
-        .unwrap_or_default();
-    for sbin in SBIN {
-        if !dirs.iter().any(|d| d.as_os_str() == sbin) {
-            dirs.push(sbin.into());
-        }
-    }
-    std::env::join_paths(dirs).unwrap_or_default()
-}
+pub use kvmx_core::process::search_path;
 
 /// The path of `name` on the search path.
 pub fn find_program(name: &str) -> Option<Utf8PathBuf> {

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use camino::Utf8Path;
 
 use crate::prerequisites::{Requirement, is_root};
-use crate::process::Tool;
+use kvmx_core::process::Tool;
 
 /// How commands that act as the guest's root run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ impl GuestRoot {
         let _ = command
             .args(["-rf", "--"])
             .arg(path)
-            .env("PATH", crate::prerequisites::search_path())
+            .env("PATH", kvmx_core::process::search_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -9,12 +9,13 @@
 //! dependant runs, and the other way round, whoever crashes.
 
 use std::fs::File;
-use std::process::{Command, Stdio};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::config::values::VmName;
 use kvmx_core::config::{Config, ImageFormat, TemplateRoot};
-use kvmx_core::{Layout, Project, Registry};
+use kvmx_core::process::{Runner, Tool};
+use kvmx_core::{CancelFlag, Layout, Project, Registry};
+use kvmx_image::qemu_img;
 
 use crate::files::VmFiles;
 use crate::guest::{OutputSink, quote};
@@ -238,38 +239,15 @@ fn make_overlay(overlay: &Utf8Path, backing: &Utf8Path, format: ImageFormat) -> 
     let parent = overlay.parent().unwrap_or(Utf8Path::new("."));
     std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
     let fresh = overlay.with_extension("qcow2.new");
-    run_tool(
-        Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", format.as_str(), "-b"])
-            .arg(backing)
-            .arg(&fresh),
-        "qemu-img create",
-    )?;
+    qemu_img::create_overlay(&tools(), &fresh, backing, format)?;
     std::fs::rename(&fresh, overlay).map_err(Error::io("replace", overlay))
 }
 
 /// The backing file of a qcow2 overlay, and its format.
 fn backing_file(overlay: &Utf8Path) -> Result<(Utf8PathBuf, ImageFormat), Error> {
-    let output = Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(overlay)
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: "qemu-img".into(),
-            source,
-        })?;
-    let info: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    let backing = info["full-backing-filename"]
-        .as_str()
-        .or(info["backing-filename"].as_str())
-        .ok_or_else(|| Error::NotAnOverlay {
-            path: overlay.to_owned(),
-        })?;
-    let format = match info["backing-filename-format"].as_str() {
-        Some("raw") => ImageFormat::Raw,
-        _ => ImageFormat::Qcow2,
-    };
-    Ok((backing.into(), format))
+    qemu_img::backing_of(&tools(), overlay)?.ok_or_else(|| Error::NotAnOverlay {
+        path: overlay.to_owned(),
+    })
 }
 
 /// A sparse file with an empty ext4 file system, made without root.
@@ -278,40 +256,20 @@ fn make_private_disk(disk: &Utf8Path, bytes: u64) -> Result<(), Error> {
     let file = File::create(&fresh).map_err(Error::io("create", &fresh))?;
     file.set_len(bytes).map_err(Error::io("size", &fresh))?;
     drop(file);
-    run_tool(
-        Command::new(mkfs_ext4())
-            .args(["-q", "-F", "-L", PRIVATE_SERIAL])
-            .args(["-O", "^metadata_csum_seed,^orphan_file"])
-            .arg(&fresh),
-        "mkfs.ext4",
-    )?;
+    tools()
+        .run(
+            &Tool::new("mkfs.ext4", "make the private disk's file system")
+                .args(["-q", "-F", "-L", PRIVATE_SERIAL])
+                .args(["-O", "^metadata_csum_seed,^orphan_file"])
+                .arg(&fresh),
+        )
+        .map_err(kvmx_image::Error::from)?;
     std::fs::rename(&fresh, disk).map_err(Error::io("rename", disk))
 }
 
-/// mkfs.ext4 lives in /sbin, which a plain user's PATH may lack.
-fn mkfs_ext4() -> &'static str {
-    ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
-        .into_iter()
-        .find(|path| Utf8Path::new(path).exists())
-        .unwrap_or("mkfs.ext4")
-}
-
-fn run_tool(command: &mut Command, what: &str) -> Result<(), Error> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            program: what.into(),
-            source,
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::ProgramFailed {
-        program: what.into(),
-        status: output.status.to_string(),
-        output: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-    })
+/// The runner of the disk tools: short work, not logged, not cancelled.
+fn tools() -> Runner {
+    Runner::unlogged(CancelFlag::new())
 }
 
 /// The serial the private disk has in the guest.

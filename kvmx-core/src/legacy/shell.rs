@@ -26,8 +26,9 @@
 mod parse;
 mod scan;
 
+use crate::CancelFlag;
+use crate::process::{Runner, Tool};
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 use parse::{Part, Pos, Word};
 
@@ -65,9 +66,12 @@ pub trait CommandRunner {
     fn run(&mut self, command: &str, vars: &BTreeMap<String, String>) -> Result<String, String>;
 }
 
-/// The default [`CommandRunner`]: `sh -c COMMAND` with exactly `vars` as its
-/// environment, stdin closed and stderr passed through, in the current
-/// directory. Like bash, it takes the output whatever the exit status, drops
+/// How long a command substitution may run.
+const SUBSTITUTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The default [`CommandRunner`]: `sh -c COMMAND` with `vars` as its
+/// environment (and `PATH`, `LC_ALL`), stdin closed, stderr kept for the
+/// error, in the current directory, for at most a minute. Like bash, it takes the output whatever the exit status, drops
 /// NUL bytes and strips trailing newlines; output that is not UTF-8 is an
 /// error.
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,16 +79,18 @@ pub struct ShRunner;
 
 impl CommandRunner for ShRunner {
     fn run(&mut self, command: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg(command)
-            .env_clear()
-            .envs(vars)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot start `sh`: {e}"))?;
-        let mut output = output.stdout;
+        let mut sh = Tool::new("sh", "a command substitution")
+            .args(["-c", command])
+            .clean_env()
+            .any_status()
+            .deadline(SUBSTITUTION_DEADLINE);
+        for (name, value) in vars {
+            sh = sh.env(name, value);
+        }
+        let mut output = Runner::unlogged(CancelFlag::new())
+            .run(&sh)
+            .map_err(|error| error.to_string())?
+            .stdout;
         output.retain(|&b| b != 0);
         while output.last() == Some(&b'\n') {
             output.pop();

@@ -1,10 +1,9 @@
-//! Running the external tools of a build.
-//!
-//! Every tool runs in its own process group (so a Ctrl-C on the terminal
-//! reaches kvmx-create alone, which then stops the whole group), with a
-//! deadline, its stdout and stderr read on their own threads and appended
-//! to the build log, and a failure carries the command and the tail of
-//! what the tool said on stderr.
+//! Running external tools, for every library: each tool runs in its own
+//! process group (so a Ctrl-C on the terminal reaches kvmx alone, which
+//! then stops the whole group), with a deadline and the caller's cancel
+//! flag, its stdout and stderr read on their own threads (and appended to a
+//! log when there is one), and a failure carries the command and the tail
+//! of what the tool said on stderr. Nothing reaches the terminal.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -20,8 +19,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::{Error, Result};
-use kvmx_core::CancelFlag;
+use crate::CancelFlag;
 
 /// How many lines of stderr a failure carries.
 const TAIL_LINES: usize = 15;
@@ -29,6 +27,30 @@ const TAIL_LINES: usize = 15;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// The most of a tool's stdout kept in memory for the caller.
 const STDOUT_LIMIT: usize = 1 << 20;
+
+/// Why a tool did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// It ran and failed, or ran past its deadline.
+    #[error(transparent)]
+    Failed(#[from] ToolError),
+    /// The caller's cancel flag was set; the tool was stopped.
+    #[error("interrupted")]
+    Interrupted,
+    /// It could not be started.
+    #[error("cannot run {program}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The result of running a tool.
+pub type Result<T> = std::result::Result<T, ProcessError>;
 
 /// A tool failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,14 +64,14 @@ pub struct ToolError {
     pub status: String,
     /// The last lines it wrote to stderr.
     pub stderr_tail: Vec<String>,
-    /// The log with its whole output.
-    pub log: Utf8PathBuf,
+    /// The log with its whole output, when there is one.
+    pub log: Option<Utf8PathBuf>,
 }
 
-/// [`Error::Interrupted`] once `cancel` is set.
-pub(crate) fn check_cancel(cancel: &CancelFlag) -> Result<()> {
+/// [`ProcessError::Interrupted`] once `cancel` is set.
+pub fn check_cancel(cancel: &CancelFlag) -> Result<()> {
     if cancel.is_cancelled() {
-        Err(Error::Interrupted)
+        Err(ProcessError::Interrupted)
     } else {
         Ok(())
     }
@@ -75,6 +97,8 @@ pub struct Tool {
     what: String,
     deadline: Duration,
     envs: Vec<(OsString, OsString)>,
+    clean_env: bool,
+    any_status: bool,
 }
 
 impl Tool {
@@ -87,6 +111,8 @@ impl Tool {
             what: what.into(),
             deadline: Duration::from_secs(600),
             envs: Vec::new(),
+            clean_env: false,
+            any_status: false,
         }
     }
 
@@ -105,6 +131,20 @@ impl Tool {
     /// Sets an environment variable for the tool.
     pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((name.into(), value.into()));
+        self
+    }
+
+    /// Starts the tool with no environment but `PATH`, `LC_ALL` and the
+    /// variables set with [`Tool::env`].
+    pub fn clean_env(mut self) -> Self {
+        self.clean_env = true;
+        self
+    }
+
+    /// Takes its output whatever its exit status (a deadline or a cancel
+    /// still fails).
+    pub fn any_status(mut self) -> Self {
+        self.any_status = true;
         self
     }
 
@@ -150,12 +190,30 @@ fn shell_quote(text: &str) -> String {
     }
 }
 
-/// Runs tools for one build: appends their output to the build log and
-/// stops them when the build is cancelled.
+/// Folders searched after `PATH`: a plain user's `PATH` on Debian has no
+/// `sbin`, where `mkfs.ext4` lives.
+const SBIN: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// `PATH` with the `sbin` folders appended when missing: the search path of
+/// the tools.
+pub fn search_path() -> OsString {
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect())
+        .unwrap_or_default();
+    for sbin in SBIN {
+        if !dirs.iter().any(|d| d.as_os_str() == sbin) {
+            dirs.push(sbin.into());
+        }
+    }
+    std::env::join_paths(dirs).unwrap_or_default()
+}
+
+/// Runs tools for one piece of work (a build, a start): appends their
+/// output to its log, if it has one, and stops them when it is cancelled.
 #[derive(Debug, Clone)]
 pub struct Runner {
     log: Arc<Mutex<Option<File>>>,
-    log_path: Utf8PathBuf,
+    log_path: Option<Utf8PathBuf>,
     cancel: CancelFlag,
     path: OsString,
 }
@@ -186,18 +244,28 @@ impl Runner {
             });
         Runner {
             log: Arc::new(Mutex::new(file)),
-            log_path: log_path.to_owned(),
+            log_path: Some(log_path.to_owned()),
             cancel,
-            path: crate::prerequisites::search_path(),
+            path: search_path(),
         }
     }
 
-    /// The build log.
-    pub fn log_path(&self) -> &Utf8Path {
-        &self.log_path
+    /// Keeps no log: a failure still carries the tail of stderr.
+    pub fn unlogged(cancel: CancelFlag) -> Self {
+        Runner {
+            log: Arc::new(Mutex::new(None)),
+            log_path: None,
+            cancel,
+            path: search_path(),
+        }
     }
 
-    /// The cancel flag of the build.
+    /// The log, if there is one.
+    pub fn log_path(&self) -> Option<&Utf8Path> {
+        self.log_path.as_deref()
+    }
+
+    /// The cancel flag of the work.
     pub fn cancel_flag(&self) -> &CancelFlag {
         &self.cancel
     }
@@ -213,6 +281,9 @@ impl Runner {
         let command_line = tool.command_line();
         self.note(&format!("$ {command_line}"));
         let mut command = Command::new(&tool.program);
+        if tool.clean_env {
+            command.env_clear();
+        }
         command
             .args(&tool.args)
             .env("PATH", &self.path)
@@ -224,9 +295,9 @@ impl Runner {
         for (name, value) in &tool.envs {
             command.env(name, value);
         }
-        let mut child = command.spawn().map_err(|source| {
-            let program = tool.program.to_string_lossy().into_owned();
-            Error::io("run", program)(source)
+        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
+            program: tool.program.to_string_lossy().into_owned(),
+            source,
         })?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -246,7 +317,7 @@ impl Runner {
             log: self.log_path.clone(),
         };
         match ended {
-            Ended::Exited(status) if status.success() => Ok(Finished { stdout }),
+            Ended::Exited(status) if status.success() || tool.any_status => Ok(Finished { stdout }),
             Ended::Exited(status) => {
                 let status = describe(status);
                 self.note(&format!("# {status}"));
@@ -258,8 +329,8 @@ impl Runner {
                 Err(failure(status, stderr_tail).into())
             }
             Ended::Cancelled => {
-                self.note("# stopped: the build was interrupted");
-                Err(Error::Interrupted)
+                self.note("# stopped: the work was interrupted");
+                Err(ProcessError::Interrupted)
             }
         }
     }
@@ -376,14 +447,14 @@ mod tests {
             "-c",
             "echo out; for i in $(seq 30); do echo line $i >&2; done; exit 3",
         ]);
-        let Err(Error::Tool(error)) = runner.run(&tool) else {
+        let Err(ProcessError::Failed(error)) = runner.run(&tool) else {
             panic!("expected a tool error");
         };
         assert_eq!(error.status, "exit status 3");
         assert_eq!(error.stderr_tail.len(), TAIL_LINES);
         assert_eq!(error.stderr_tail.last().unwrap(), "line 30");
         assert!(error.command.starts_with("sh -c 'echo out;"));
-        let log = std::fs::read_to_string(runner.log_path()).unwrap();
+        let log = std::fs::read_to_string(runner.log_path().unwrap()).unwrap();
         assert!(log.contains("out\n") && log.contains("line 1\n") && log.contains("exit status 3"));
     }
 
@@ -398,7 +469,7 @@ mod tests {
             flag.cancel();
         });
         let tool = Tool::new("sh", "sleep").args(["-c", "sleep 30 & sleep 30; wait"]);
-        assert!(matches!(runner.run(&tool), Err(Error::Interrupted)));
+        assert!(matches!(runner.run(&tool), Err(ProcessError::Interrupted)));
         assert!(start.elapsed() < Duration::from_secs(5));
     }
 
@@ -408,7 +479,7 @@ mod tests {
         let tool = Tool::new("sleep", "wait")
             .arg("10")
             .deadline(Duration::from_millis(200));
-        let Err(Error::Tool(error)) = runner(&dir).run(&tool) else {
+        let Err(ProcessError::Failed(error)) = runner(&dir).run(&tool) else {
             panic!("expected a tool error");
         };
         assert!(error.status.contains("no result"), "{}", error.status);

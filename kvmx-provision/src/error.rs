@@ -76,6 +76,29 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// ssh could not reach the guest, or lost the connection while a
+    /// command ran (ssh's own status 255, told apart from a command's).
+    #[error("{problem}")]
+    Transport {
+        /// What went wrong, naming the guest's port.
+        problem: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Work in the guest ran past its timeout and was killed.
+    #[error("{what} did not finish within {} and was killed", seconds(*.after))]
+    TimedOut {
+        /// The work, e.g. "the guest command `make test`".
+        what: String,
+        /// The timeout it had.
+        after: std::time::Duration,
+    },
+    /// Work in the guest was cancelled through its cancel flag and killed.
+    #[error("{what} was cancelled and killed")]
+    Cancelled {
+        /// The work.
+        what: String,
+    },
     /// A provisioning or hook step failed in the guest.
     #[error(transparent)]
     Step(#[from] crate::provision::StepFailed),
@@ -125,7 +148,9 @@ impl Error {
             Error::PortInUse { .. } => {
                 Some("free the port or change network.forwards in kvmx.toml".into())
             }
-            Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
+            Error::Guest { hint, .. }
+            | Error::Remote { hint, .. }
+            | Error::Transport { hint, .. } => Some(hint.clone()),
             Error::TargetExists { .. } => {
                 Some("kvmx never overwrites a file: remove or rename it, then run again".into())
             }
@@ -134,5 +159,14 @@ impl Error {
             }
             _ => None,
         }
+    }
+}
+
+/// A duration as people write it: "90 s", "1.5 s", "250 ms".
+fn seconds(duration: std::time::Duration) -> String {
+    if duration < std::time::Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{} s", duration.as_secs_f64())
     }
 }

@@ -3,8 +3,8 @@
 //! into the guest.
 //!
 //! The public surface is [`Vm`]: `up`, `status`, `stop`, `kill`, `pause`,
-//! `resume`, `destroy`, plus [`Vm::qmp`] and [`Vm::ssh_target`] for raw
-//! access. Nothing here prints; long operations report through
+//! `resume`, `destroy`; [`Vm::guest`] for commands, copies and scripts in
+//! the running guest; [`Vm::qmp`] and [`Vm::ssh_target`] for raw access. Nothing here prints; long operations report through
 //! [`Progress`].
 
 pub mod clean;

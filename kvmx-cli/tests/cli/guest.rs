@@ -507,7 +507,7 @@ fn guest_commands_keep_their_words_bytes_and_statuses() {
     // A timeout and a cancel flag kill the command.
     let start = Instant::now();
     let timed_out = guest
-        .exec(&["sleep", "60"])
+        .exec(&["sleep", "61"])
         .timeout(Duration::from_secs(2))
         .output();
     assert!(
@@ -525,11 +525,17 @@ fn guest_commands_keep_their_words_bytes_and_statuses() {
         std::thread::sleep(Duration::from_secs(1));
         setter.cancel();
     });
-    let cancelled = guest.exec(&["sleep", "60"]).cancel(&cancel).output();
+    let cancelled = guest.exec(&["sleep", "62"]).cancel(&cancel).output();
     assert!(
         matches!(cancelled, Err(Error::Cancelled { .. })),
         "{cancelled:?}"
     );
+    // Neither command runs on in the guest.
+    let left = guest
+        .exec(&["for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 6[12] $'"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "0\n", "{left:?}");
     // The master outlived them.
     assert_eq!(guest.exec(&["true"]).output().unwrap().code, 0);
 

@@ -167,13 +167,16 @@ impl Exec<'_> {
         self
     }
 
-    /// Kills the command (and its ssh) when it runs longer than `timeout`.
+    /// Kills the command's ssh (and its process group) when it runs longer
+    /// than `timeout`, then the command's process group in the guest (with
+    /// a second, short ssh; a guest that does not answer keeps it).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.limits.timeout = Some(timeout);
         self
     }
 
-    /// Kills the command (and its ssh) once `cancel` is set.
+    /// Kills the command's ssh (and its process group) once `cancel` is
+    /// set, as [`Exec::timeout`] does.
     pub fn cancel(mut self, cancel: &Cancel) -> Self {
         self.limits.cancel = Some(cancel.clone());
         self
@@ -218,13 +221,19 @@ impl Exec<'_> {
         }
         let target = &self.guest.target;
         let what = || format!("the guest command `{}`", short(&line));
-        let status = target.run_wrapped(
-            &target.wrap(&line, &self.env),
-            self.stdin,
-            sink,
-            &self.limits,
-            &what,
-        )?;
+        let stoppable = self.limits.timeout.is_some() || self.limits.cancel.is_some();
+        let wrapped = if stoppable {
+            target.wrap_killable(&line, &self.env)
+        } else {
+            target.wrap(&line, &self.env)
+        };
+        let status = target
+            .run_wrapped(&wrapped, self.stdin, sink, &self.limits, &what)
+            .inspect_err(|error| {
+                if matches!(error, Error::TimedOut { .. } | Error::Cancelled { .. }) {
+                    target.kill_remote(&wrapped);
+                }
+            })?;
         status.code().ok_or_else(|| Error::Transport {
             problem: format!("ssh running {} was killed ({status})", what()),
             hint: "something on the host killed ssh; run the command again".into(),

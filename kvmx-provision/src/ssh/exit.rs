@@ -22,6 +22,8 @@ pub(crate) const SSH_FAILED: i32 = 255;
 
 /// How long the flag check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long killing a stopped command in the guest may take.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A command line wrapped to report a status of 255 in the guest.
 #[derive(Debug, Clone)]
@@ -30,28 +32,70 @@ pub struct Wrapped {
     pub line: String,
     /// The flag file the guest touches on a status of 255.
     flag: String,
+    /// Where the guest's shell records its process group while the command
+    /// runs, when the command may have to be killed.
+    group_file: Option<String>,
 }
 
 impl SshTarget {
     /// `command_line` with `ssh.env` and `env` exported before it, run in
     /// a subshell whose status 255 is recorded in a flag file.
     pub fn wrap(&self, command_line: &str, env: &[(String, String)]) -> Wrapped {
+        self.wrap_with(command_line, env, false)
+    }
+
+    /// [`SshTarget::wrap`] for a command that may be stopped: the guest's
+    /// shell also records its process group (sshd makes it a group leader)
+    /// while the command runs, for [`SshTarget::kill_remote`].
+    pub fn wrap_killable(&self, command_line: &str, env: &[(String, String)]) -> Wrapped {
+        self.wrap_with(command_line, env, true)
+    }
+
+    fn wrap_with(&self, command_line: &str, env: &[(String, String)], killable: bool) -> Wrapped {
         let mut token = [0u8; 12];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut token);
-        let flag = format!("/tmp/.kvmx-exit-255.{}", hex::encode(token));
+        let token = hex::encode(token);
+        let flag = format!("/tmp/.kvmx-exit-255.{token}");
+        let group_file = killable.then(|| format!("/tmp/.kvmx-group.{token}"));
         let exports: String = self
             .env
             .iter()
             .chain(env)
             .map(|(name, value)| format!("export {name}={}; ", quote(value)))
             .collect();
+        let (record, forget) = match &group_file {
+            Some(file) => (format!("echo $$ > {file}; "), format!("rm -f {file}; ")),
+            None => (String::new(), String::new()),
+        };
         // `:;` keeps the subshell valid for an empty line or a comment; the
         // newline ends a trailing comment or here-document.
         let line = format!(
-            "{exports}( :; {command_line}\n); kvmx_status=$?; \
+            "{exports}{record}( :; {command_line}\n); kvmx_status=$?; {forget}\
              [ \"$kvmx_status\" != {SSH_FAILED} ] || : > {flag}; exit \"$kvmx_status\""
         );
-        Wrapped { line, flag }
+        Wrapped {
+            line,
+            flag,
+            group_file,
+        }
+    }
+
+    /// Kills what a stopped command left running in the guest (its process
+    /// group, recorded by [`SshTarget::wrap_killable`]). Best effort and
+    /// bounded: a guest that does not answer keeps what it runs.
+    pub fn kill_remote(&self, wrapped: &Wrapped) {
+        let Some(file) = &wrapped.group_file else {
+            return;
+        };
+        let mut kill = self.command();
+        kill.arg("--").arg(format!(
+            "group=$(cat {file} 2>/dev/null) && rm -f {file} && kill -KILL -- \"-$group\""
+        ));
+        let limits = Limits {
+            timeout: Some(KILL_TIMEOUT),
+            cancel: None,
+        };
+        let _ = drive(kill, None, &mut Discard, &limits);
     }
 
     /// The status of a wrapped command that ssh reported: a 255 the guest
@@ -155,6 +199,20 @@ mod tests {
         assert_eq!(run("echo a # a comment", &[]).1, "a\n");
         assert_eq!(run("cat <<EOF\nhere\nEOF", &[]).1, "here\n");
         assert_eq!(run("echo a; exit 3", &[]), (Some(3), "a\n".into(), false));
+    }
+
+    #[test]
+    fn a_killable_command_records_its_group_only_while_it_runs() {
+        let wrapped = target().wrap_killable("test -s {file} || exit 9; exit 3", &[]);
+        let file = wrapped.group_file.clone().unwrap();
+        let line = wrapped.line.replace("{file}", &file);
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        assert!(!std::path::Path::new(&file).exists());
     }
 
     #[test]

@@ -405,6 +405,15 @@ fn nfs_server_pid(sandbox: &Sandbox, vm: &str, id: &str) -> u64 {
     record["pid"].as_u64().unwrap()
 }
 
+/// Kills the VM when the test ends, also when it fails half-way.
+struct KilledAtEnd<'a>(&'a Sandbox, &'a Path);
+
+impl Drop for KilledAtEnd<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kvmx_in(self.1).arg("kill").output();
+    }
+}
+
 /// The running VM of `project`, opened through the libraries as an
 /// embedding program would.
 fn library_vm(sandbox: &Sandbox, project: &Path) -> kvmx_provision::Vm {
@@ -427,6 +436,7 @@ fn guest_commands_keep_their_words_bytes_and_statuses() {
     let sandbox = Sandbox::new();
     let project = debian_vm(&sandbox, "words", "");
     run_ok(&sandbox, &project, &["up"]);
+    let _killed = KilledAtEnd(&sandbox, &project);
 
     // Several words after `--` are an argv: each arrives as it is.
     let exit = sandbox

@@ -39,8 +39,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         up.start.seconds
     );
 
-    let status = vm.ssh_target()?.command().arg("uname -a").status()?;
-    println!("uname exited with {status}");
+    // Words are an argv; output comes back as bytes, each stream capped.
+    let uname = vm
+        .guest()?
+        .exec(&["uname", "-a"])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()?;
+    print!("{}", String::from_utf8_lossy(&uname.stdout));
+    println!("uname exited with {}", uname.code);
 
     let step = vm.stop_with(&StopOptions::new(), &mut PrintStages)?;
     println!("stopped by {step:?}");

@@ -16,8 +16,7 @@ use std::io::ErrorKind;
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::Serialize;
 
-use crate::guest::{Collected, Discard, Stream, quote};
-use crate::ssh::SshTarget;
+use crate::guest::{Collected, Discard, Guest, Stream, quote};
 use crate::{Error, Vm};
 use kvmx_core::observe::{Observer, Stages};
 
@@ -135,11 +134,11 @@ pub fn clean_in(
 ) -> Result<Vec<Cleaned>, Error> {
     let mut progress = Stages::new(observer);
     check_targets(cleaner, files)?;
-    in_guest_folder(vm, |ssh, work| {
+    in_guest_folder(vm, |guest, work| {
         let mut cleaned = Vec::new();
         for (index, file) in files.iter().enumerate() {
             progress.stage(&format!("{} on {file}", cleaner.tool()));
-            let (result, error) = match clean_one(ssh, work, cleaner, index, file) {
+            let (result, error) = match clean_one(guest, work, cleaner, index, file) {
                 Ok(result) => (Some(result), None),
                 Err(error @ (Error::Tool { .. } | Error::TargetExists { .. })) => {
                     (None, Some(error.to_string()))
@@ -159,21 +158,21 @@ pub fn clean_in(
 /// Cleans the `index`th file in the guest folder `work`; returns where the
 /// result went.
 fn clean_one(
-    ssh: &SshTarget,
+    guest: &Guest,
     work: &str,
     cleaner: Cleaner,
     index: usize,
     file: &Utf8Path,
 ) -> Result<Utf8PathBuf, Error> {
     let input = cleaner.input_name(file, index);
-    upload(ssh, file, &format!("{work}/{input}"))?;
+    upload(guest, file, &format!("{work}/{input}"))?;
     let (command, output) = cleaner.command(index, &input);
     checked(
-        |said| ssh.run(&format!("cd {work} && {command}"), said),
+        |said| guest.run(&format!("cd {work} && {command}"), said),
         || format!("{} failed on {file}", cleaner.tool()),
     )?;
     let result = cleaner.target(file);
-    download_beside(ssh, &format!("{work}/{output}"), file, &result)?;
+    download_beside(guest, &format!("{work}/{output}"), file, &result)?;
     Ok(result)
 }
 
@@ -206,21 +205,21 @@ pub fn scan_in(
 ) -> Result<Scan, Error> {
     let mut progress = Stages::new(observer);
     check_scan(paths, database)?;
-    in_guest_folder(vm, |ssh, work| {
+    in_guest_folder(vm, |guest, work| {
         progress.stage("copying in");
         let mut command = "clamscan -r --infected --no-summary".to_owned();
         if let Some(database) = database {
-            upload(ssh, database, &format!("{work}/signatures"))?;
+            upload(guest, database, &format!("{work}/signatures"))?;
             command.push_str(&format!(" --database={work}/signatures"));
         }
         command.push_str(" --");
         for (index, path) in paths.iter().enumerate() {
-            upload(ssh, path, &format!("{work}/{index}"))?;
+            upload(guest, path, &format!("{work}/{index}"))?;
             command.push_str(&format!(" {work}/{index}"));
         }
         progress.stage("clamscan");
         let mut said = Collected::default();
-        let status = ssh.run(&command, &mut said)?;
+        let status = guest.run(&command, &mut said)?;
         let found: Vec<Found> = said
             .lines
             .iter()
@@ -283,12 +282,12 @@ fn found_on_host(line: &str, work: &str, paths: &[Utf8PathBuf]) -> Option<Found>
 /// folder afterwards, whatever the result.
 fn in_guest_folder<T>(
     vm: &Vm,
-    work: impl FnOnce(&SshTarget, &str) -> Result<T, Error>,
+    work: impl FnOnce(&Guest, &str) -> Result<T, Error>,
 ) -> Result<T, Error> {
-    let ssh = vm.ssh_target()?;
-    let folder = ssh.make_temp(true)?;
-    let result = work(&ssh, &folder);
-    let removed = ssh.run(&format!("rm -rf {}", quote(&folder)), &mut Discard);
+    let guest = vm.guest()?;
+    let folder = guest.make_temp(true)?;
+    let result = work(&guest, &folder);
+    let removed = guest.run(&format!("rm -rf {}", quote(&folder)), &mut Discard);
     let value = result?;
     removed?;
     Ok(value)
@@ -296,9 +295,9 @@ fn in_guest_folder<T>(
 
 /// Copies host `source` (a file or a folder) to the guest path
 /// `destination`.
-fn upload(ssh: &SshTarget, source: &Utf8Path, destination: &str) -> Result<(), Error> {
+fn upload(guest: &Guest, source: &Utf8Path, destination: &str) -> Result<(), Error> {
     checked(
-        |said| ssh.upload(source, destination, said),
+        |said| guest.copy_to(source, destination, said),
         || format!("copying {source} into the guest failed"),
     )
 }
@@ -325,7 +324,7 @@ fn checked(
 /// (with its permissions), then gives it the name `target`, failing if
 /// that name is taken.
 fn download_beside(
-    ssh: &SshTarget,
+    guest: &Guest,
     source: &str,
     original: &Utf8Path,
     target: &Utf8Path,
@@ -339,7 +338,7 @@ fn download_beside(
         .into_temp_path();
     let partial_path = Utf8Path::from_path(&partial).expect("a UTF-8 folder and name");
     checked(
-        |said| ssh.download(source, partial_path, said),
+        |said| guest.copy_from(source, partial_path, said),
         || format!("copying the result for {original} out of the guest failed"),
     )?;
     let permissions = original

@@ -223,6 +223,29 @@ pub enum Error {
         /// What went wrong.
         problem: String,
     },
+    /// ssh could not reach the guest, or lost the connection while a
+    /// command ran (ssh's own status 255, told apart from a command's).
+    #[error("{problem}")]
+    Transport {
+        /// What went wrong, naming the guest's port.
+        problem: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Work in the guest ran past its timeout and was killed.
+    #[error("{what} did not finish within {} and was killed", span(*.after))]
+    TimedOut {
+        /// The work, e.g. "the guest command `make test`".
+        what: String,
+        /// The timeout it had.
+        after: std::time::Duration,
+    },
+    /// Work in the guest was cancelled through its cancel flag and killed.
+    #[error("{what} was cancelled and killed")]
+    Cancelled {
+        /// The work.
+        what: String,
+    },
     /// A provisioning or hook step failed in the guest.
     #[error(transparent)]
     Step(#[from] crate::provision::StepFailed),
@@ -451,7 +474,10 @@ impl Error {
             | Error::NoSignatures
             | Error::NoSignatureFolder { .. }
             | Error::ProgramFailed { .. }
-            | Error::Spawn { .. } => ErrorKind::Failure,
+            | Error::Spawn { .. }
+            | Error::Transport { .. }
+            | Error::TimedOut { .. } => ErrorKind::Failure,
+            Error::Cancelled { .. } => ErrorKind::Interrupted,
         }
     }
 
@@ -508,7 +534,9 @@ impl Error {
             Error::DaemonFailed { log, log_tail, .. } if !log_tail.is_empty() => {
                 Some(format!("its whole log is {log}"))
             }
-            Error::Guest { hint, .. } | Error::Remote { hint, .. } => Some(hint.clone()),
+            Error::Guest { hint, .. }
+            | Error::Remote { hint, .. }
+            | Error::Transport { hint, .. } => Some(hint.clone()),
             Error::Image(error) => error.hint(),
             Error::StartHook { vm, source } => Some(format!(
                 "{}; run `kvmx restart {vm}` once fixed",

@@ -1,15 +1,24 @@
-//! Work in a running guest over SSH: commands with their output streamed
-//! line by line, file copies (scp over SFTP), rsync in both directions,
-//! scripts run from a temporary path.
+//! Work in a running guest over SSH: commands with their output handed
+//! on as bytes or line by line, file copies (scp over SFTP), rsync in both
+//! directions, scripts run from a temporary path. [`Guest`] is the way in
+//! for programs; the [`SshTarget`] methods here are what it runs on.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+mod exec;
+pub(crate) mod process;
+mod words;
+
+use std::process::{Command, ExitStatus};
 
 use camino::Utf8Path;
 
+pub use exec::{Exec, ExecOutput, Guest};
+pub use kvmx_core::CancelFlag;
+pub use process::ByteSink;
+pub use words::{command_line, quote};
+
 use crate::Error;
 use crate::ssh::SshTarget;
+use process::{Ended, Limits, drive};
 
 /// Which stream a line of guest output came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,21 +42,83 @@ impl OutputSink for Discard {
     fn line(&mut self, _: Stream, _: &str) {}
 }
 
-/// Passes lines on, keeping the last lines of stderr.
-struct StderrTail<'a> {
-    inner: &'a mut dyn OutputSink,
-    lines: Vec<String>,
+impl ByteSink for Discard {
+    fn chunk(&mut self, _: Stream, _: &[u8]) {}
 }
 
-impl OutputSink for StderrTail<'_> {
-    fn line(&mut self, stream: Stream, line: &str) {
-        if stream == Stream::Stderr {
-            if self.lines.len() == 20 {
-                self.lines.remove(0);
-            }
-            self.lines.push(line.to_owned());
+/// Cuts byte chunks into lines for an [`OutputSink`]: a line ends at `\n`
+/// (a `\r` before it is dropped), bytes that are not UTF-8 are shown as
+/// U+FFFD, and a last line without its newline is passed on at the end.
+pub struct Lines<'a> {
+    inner: &'a mut dyn OutputSink,
+    partial: [Vec<u8>; 2],
+}
+
+impl<'a> Lines<'a> {
+    /// Lines for `inner`.
+    pub fn new(inner: &'a mut dyn OutputSink) -> Self {
+        Lines {
+            inner,
+            partial: [Vec::new(), Vec::new()],
         }
-        self.inner.line(stream, line);
+    }
+
+    fn emit(inner: &mut dyn OutputSink, stream: Stream, mut line: &[u8]) {
+        if let Some(stripped) = line.strip_suffix(b"\r") {
+            line = stripped;
+        }
+        inner.line(stream, &String::from_utf8_lossy(line));
+    }
+
+    /// Passes on the last lines that had no newline.
+    pub fn finish(mut self) {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let rest = std::mem::take(&mut self.partial[stream as usize]);
+            if !rest.is_empty() {
+                Self::emit(self.inner, stream, &rest);
+            }
+        }
+    }
+}
+
+impl ByteSink for Lines<'_> {
+    fn chunk(&mut self, stream: Stream, bytes: &[u8]) {
+        let partial = &mut self.partial[stream as usize];
+        partial.extend_from_slice(bytes);
+        let Some(last) = partial.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let rest = partial.split_off(last + 1);
+        let complete = std::mem::replace(partial, rest);
+        for line in complete[..last].split(|&b| b == b'\n') {
+            Self::emit(self.inner, stream, line);
+        }
+    }
+}
+
+/// Passes chunks on, keeping the end of stderr to explain a failure of ssh.
+struct StderrTail<'a> {
+    inner: &'a mut dyn ByteSink,
+    tail: Vec<u8>,
+}
+
+impl StderrTail<'_> {
+    const KEPT: usize = 4096;
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.tail).into_owned()
+    }
+}
+
+impl ByteSink for StderrTail<'_> {
+    fn chunk(&mut self, stream: Stream, bytes: &[u8]) {
+        if stream == Stream::Stderr {
+            self.tail.extend_from_slice(bytes);
+            if self.tail.len() > 2 * Self::KEPT {
+                self.tail.drain(..self.tail.len() - Self::KEPT);
+            }
+        }
+        self.inner.chunk(stream, bytes);
     }
 }
 
@@ -76,82 +147,69 @@ impl OutputSink for Collected {
     }
 }
 
-/// Runs `command` (with its output piped, `input` on its stdin) to the end,
-/// handing each line to `sink` as it comes; returns the exit status.
-fn stream(
-    mut command: Command,
-    input: Option<&str>,
-    sink: &mut dyn OutputSink,
-) -> Result<ExitStatus, Error> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| Error::Spawn { program, source })?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        let input = input.to_owned();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(input.as_bytes());
-        });
-    }
-    let (sender, receiver) = mpsc::channel();
-    let readers = [
-        (
-            Stream::Stdout,
-            child
-                .stdout
-                .take()
-                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
-        ),
-        (
-            Stream::Stderr,
-            child
-                .stderr
-                .take()
-                .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>),
-        ),
-    ];
-    for (kind, reader) in readers {
-        let Some(reader) = reader else { continue };
-        let sender = sender.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines() {
-                let Ok(line) = line else { break };
-                if sender.send((kind, line)).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(sender);
-    for (kind, line) in receiver {
-        sink.line(kind, &line);
-    }
-    child.wait().map_err(|source| Error::Spawn {
-        program: "ssh".into(),
-        source,
-    })
-}
-
 impl SshTarget {
+    /// Runs `command`, an ssh-based tool aimed at this guest, to its end or
+    /// until `limits` stop it (then an error saying `what` was stopped);
+    /// returns its status and the end of its stderr.
+    pub(crate) fn drive(
+        &self,
+        command: Command,
+        input: Option<Vec<u8>>,
+        sink: &mut dyn ByteSink,
+        limits: &Limits,
+        what: &dyn Fn() -> String,
+    ) -> Result<(ExitStatus, String), Error> {
+        let mut tail = StderrTail {
+            inner: sink,
+            tail: Vec::new(),
+        };
+        match drive(command, input, &mut tail, limits)? {
+            Ended::Exited(status) => Ok((status, tail.text())),
+            Ended::TimedOut(after) => Err(Error::TimedOut {
+                what: what(),
+                after,
+            }),
+            Ended::Cancelled => Err(Error::Cancelled { what: what() }),
+        }
+    }
+
     /// Runs `command`, an ssh-based tool aimed at this guest, streaming its
-    /// output to `sink`; a failure of ssh itself becomes an error that says
-    /// why (see [`SshTarget::explain`]).
+    /// output to `sink` line by line; a failure of ssh itself becomes an
+    /// error that says why (see [`SshTarget::explain`]).
     pub fn stream(
         &self,
         command: Command,
         input: Option<&str>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, Error> {
-        let mut tail = StderrTail {
-            inner: sink,
-            lines: Vec::new(),
-        };
-        let status = stream(command, input, &mut tail)?;
-        self.explain(status, &tail.lines.join("\n"))
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut lines = Lines::new(sink);
+        let (status, stderr) = self.drive(
+            command,
+            input.map(|i| i.as_bytes().to_vec()),
+            &mut lines,
+            &Limits::default(),
+            &|| program.clone(),
+        )?;
+        lines.finish();
+        self.explain(status, &stderr)
+    }
+
+    /// Runs a wrapped command line (see `ssh::exit`) with `input` on its
+    /// stdin; a status of 255 that the guest does not confirm as the
+    /// command's own is a transport error.
+    pub(crate) fn run_wrapped(
+        &self,
+        wrapped: &crate::ssh::Wrapped,
+        input: Option<Vec<u8>>,
+        sink: &mut dyn ByteSink,
+        limits: &Limits,
+        what: &dyn Fn() -> String,
+    ) -> Result<ExitStatus, Error> {
+        let mut command = self.command();
+        command.arg("--").arg(&wrapped.line);
+        let (status, stderr) = self.drive(command, input, sink, limits, what)?;
+        self.settle(status, &stderr, wrapped)
     }
 
     /// Runs a shell command line in the guest, streaming its output.
@@ -167,9 +225,16 @@ impl SshTarget {
         input: Option<&str>,
         sink: &mut dyn OutputSink,
     ) -> Result<ExitStatus, Error> {
-        let mut command = self.command();
-        command.arg("--").arg(self.with_env(command_line));
-        self.stream(command, input, sink)
+        let mut lines = Lines::new(sink);
+        let status = self.run_wrapped(
+            &self.wrap(command_line, &[]),
+            input.map(|i| i.as_bytes().to_vec()),
+            &mut lines,
+            &Limits::default(),
+            &|| format!("the guest command `{command_line}`"),
+        )?;
+        lines.finish();
+        Ok(status)
     }
 
     /// Copies host `source` to guest `destination` (recursively).
@@ -274,32 +339,46 @@ impl SshTarget {
     /// Makes a new empty file (or, with `directory`, folder) under the
     /// guest's /tmp and returns its path.
     pub fn make_temp(&self, directory: bool) -> Result<String, Error> {
-        let mut made = self.command();
-        made.args(["--", "mktemp"])
-            .args(directory.then_some("-d"))
-            .arg("/tmp/kvmx-run.XXXXXXXX");
-        let output = made
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|source| Error::Spawn {
-                program: "ssh".into(),
-                source,
-            })?;
-        let remote = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        if !output.status.success() || !remote.starts_with("/tmp/kvmx-run.") {
-            return Err(Error::InGuest {
-                what: format!(
-                    "making a temporary {}",
-                    if directory { "folder" } else { "file" }
-                ),
+        let option = if directory { "-d " } else { "" };
+        let mut said = Collected::default();
+        let status = self.run(&format!("mktemp {option}/tmp/kvmx-run.XXXXXXXX"), &mut said)?;
+        let remote = said
+            .lines
+            .iter()
+            .find(|(stream, _)| *stream == Stream::Stdout)
+            .map(|(_, line)| line.trim().to_owned())
+            .unwrap_or_default();
+        if !status.success() || !remote.starts_with("/tmp/kvmx-run.") {
+            return Err(Error::Tool {
+                what: format!("mktemp in the guest failed ({status})"),
+                output: said.tail(5),
             });
         }
         Ok(remote)
     }
 }
 
-/// Quotes a word for the guest's shell.
-pub fn quote(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_survive_bytes_that_are_not_utf8_and_split_chunks() {
+        let mut collected = Collected::default();
+        let mut lines = Lines::new(&mut collected);
+        lines.chunk(Stream::Stdout, b"a\xff b\nsec");
+        lines.chunk(Stream::Stderr, b"err\r\n");
+        lines.chunk(Stream::Stdout, b"ond\n\nlast");
+        lines.finish();
+        assert_eq!(
+            collected.lines,
+            [
+                (Stream::Stdout, "a\u{fffd} b".to_owned()),
+                (Stream::Stderr, "err".to_owned()),
+                (Stream::Stdout, "second".to_owned()),
+                (Stream::Stdout, String::new()),
+                (Stream::Stdout, "last".to_owned()),
+            ]
+        );
+    }
 }

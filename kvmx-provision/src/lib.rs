@@ -3,9 +3,10 @@
 //! into the guest.
 //!
 //! The public surface is [`Vm`]: `up`, `status`, `stop`, `kill`, `pause`,
-//! `resume`, `destroy`, plus [`Vm::qmp`] and [`Vm::ssh_target`] for raw
-//! access. Nothing here prints; long operations report through
-//! an [`Observer`].
+//! `resume`, `destroy`, `up_with`, `stop_with`; [`Vm::guest`] for
+//! commands, copies and scripts in the running guest; [`Vm::qmp`] and
+//! [`Vm::ssh_target`] for raw access. Nothing here prints; long operations
+//! report through an [`Observer`].
 
 pub mod clean;
 mod clock;

@@ -8,7 +8,7 @@ use kvmx_core::atomic_file::{self, Overwrite};
 use kvmx_core::config::{Share, ShareKind, SyncFolder};
 use serde::{Deserialize, Serialize};
 
-use crate::guest::{OutputSink, quote};
+use crate::guest::{Guest, OutputSink, quote};
 use crate::ssh::SshTarget;
 use crate::{Error, ShareProblem, Vm};
 
@@ -51,16 +51,16 @@ impl Vm {
     /// Runs the rsync pairs, then the provision command; stops at the first
     /// failure. Records the run when it succeeds.
     pub fn provision(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
-        let target = self.ssh_target()?;
+        let guest = self.guest()?;
         let provision = &self.config.provision;
         for pair in &provision.rsync {
-            target.run(
+            guest.run(
                 &format!("sudo mkdir -p {}", quote(pair.guest.as_path().as_str())),
                 sink,
             )?;
-            let status = target.rsync(
+            let status = guest.rsync_to(
                 pair.host.as_str(),
-                &format!(":{}", pair.guest),
+                pair.guest.as_path().as_str(),
                 &provision.rsync_options,
                 sink,
             )?;
@@ -69,7 +69,7 @@ impl Vm {
         if let Some(command) = &provision.command {
             check(
                 format!("the provision command `{command}`"),
-                target.run(command, sink)?,
+                guest.run(command, sink)?,
             )?;
         }
         let record = ProvisionRecord {
@@ -96,7 +96,7 @@ impl Vm {
     /// copy the startup folders, run the startup command.
     pub fn startup_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
         self.mount_private_disk(sink)?;
-        let target = self.ssh_target()?;
+        let guest = self.guest()?;
         for share in &self.config.shares {
             // The NFS server's secret goes on stdin, not on a command line.
             let nfs = match share.kind {
@@ -125,8 +125,8 @@ impl Vm {
             } else {
                 format!(" -o {options}")
             };
-            make_mount_point(&target, share)?;
-            let guest = quote(share.guest.as_path().as_str());
+            make_mount_point(guest.target(), share)?;
+            let mount_point = quote(share.guest.as_path().as_str());
             // QEMU's SMB server is at 10.0.2.4 and names its share "qemu".
             let source = match share.kind {
                 ShareKind::Smb => "//10.0.2.4/qemu".to_owned(),
@@ -134,20 +134,20 @@ impl Vm {
                 _ => share.id.to_string(),
             };
             let mount = format!(
-                "mountpoint -q {guest} || sudo mount -t {fstype}{options} {source} {guest}"
+                "mountpoint -q {mount_point} || sudo mount -t {fstype}{options} {source} {mount_point}"
             );
             let input = nfs.map(|server| format!("{}\n", server.source()));
             check(
                 format!("mounting share {} at {}", share.id, share.guest),
-                target.run_with_input(&mount, input.as_deref(), sink)?,
+                guest.run_with_input(&mount, input.as_deref(), sink)?,
             )?;
         }
         self.mount_ssh_shares()?;
-        sync(&target, &self.config.hooks.startup_rsync, true, sink)?;
+        sync(&guest, &self.config.hooks.startup_rsync, true, sink)?;
         if let Some(command) = &self.config.hooks.startup_command {
             check(
                 format!("the startup command `{command}`"),
-                target.run(command, sink)?,
+                guest.run(command, sink)?,
             )?;
         }
         Ok(())
@@ -156,14 +156,14 @@ impl Vm {
     /// The power-off hooks: the pre-poweroff command, then the folders
     /// copied back to the host.
     pub fn poweroff_hooks(&self, sink: &mut dyn OutputSink) -> Result<(), Error> {
-        let target = self.ssh_target()?;
+        let guest = self.guest()?;
         if let Some(command) = &self.config.hooks.pre_poweroff_command {
             check(
                 format!("the pre-poweroff command `{command}`"),
-                target.run(command, sink)?,
+                guest.run(command, sink)?,
             )?;
         }
-        sync(&target, &self.config.hooks.poweroff_rsync, false, sink)
+        sync(&guest, &self.config.hooks.poweroff_rsync, false, sink)
     }
 
     /// Whether any power-off hook is configured.
@@ -215,22 +215,22 @@ fn nine_p_options(share: &Share) -> String {
 }
 
 fn sync(
-    target: &SshTarget,
+    guest: &Guest,
     folders: &[SyncFolder],
     to_guest: bool,
     sink: &mut dyn OutputSink,
 ) -> Result<(), Error> {
     for folder in folders {
-        let guest = format!(":{}", folder.guest);
+        let guest_side = format!(":{}", folder.guest);
         let (from, to) = if to_guest {
-            target.run(
+            guest.run(
                 &format!("sudo mkdir -p {}", quote(folder.guest.as_path().as_str())),
                 sink,
             )?;
-            (folder.host.to_string(), guest)
+            (folder.host.to_string(), guest_side)
         } else {
             std::fs::create_dir_all(&folder.host).map_err(Error::io("create", &folder.host))?;
-            (guest, folder.host.to_string())
+            (guest_side, folder.host.to_string())
         };
         // The contents, not the folder itself.
         let from = if from.ends_with('/') {
@@ -238,7 +238,7 @@ fn sync(
         } else {
             format!("{from}/")
         };
-        let status = target.rsync(&from, &to, &[], sink)?;
+        let status = guest.target().rsync(&from, &to, &[], sink)?;
         check(format!("rsync of {} ({from} to {to})", folder.id), status)?;
     }
     Ok(())

@@ -1,14 +1,24 @@
 //! Reaching the guest with the system `ssh`: the VM's own key, and its
 //! recorded host key checked strictly from the first connection.
 
+mod exit;
+mod master;
+
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 use camino::Utf8PathBuf;
 
+use exit::SSH_FAILED;
+pub use exit::Wrapped;
+pub use master::{MASTER_SOCKET, end_master, master_socket};
+
 use crate::Error;
 
-/// The exit status of `ssh` when ssh itself (not the remote command) fails.
-const SSH_FAILED: i32 = 255;
+/// Seconds between keep-alives on an idle connection, and how many may go
+/// unanswered before ssh gives up: a hung guest ends a connection (and the
+/// master) within about 30 s instead of hanging kvmx.
+const ALIVE_INTERVAL: u32 = 10;
+const ALIVE_COUNT: u32 = 3;
 
 /// How to reach a guest's sshd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,16 +34,38 @@ pub struct SshTarget {
     pub known_hosts: Utf8PathBuf,
     /// Environment for commands in the guest.
     pub env: Vec<(String, String)>,
-    /// A control socket through which every ssh to this guest shares one
-    /// login (`ControlMaster=auto`, kept 60 s after the last use).
+    /// The socket of the master connection through which every ssh to
+    /// this guest shares one login, when one runs (see
+    /// [`SshTarget::ensure_master`]); without a master, each ssh logs in by
+    /// itself.
     pub control: Option<Utf8PathBuf>,
 }
 
 impl SshTarget {
     /// The options every ssh-based tool (ssh, scp, rsync) needs: no user
     /// config, strict host key checking against the VM's known_hosts, the
-    /// VM's keys only.
+    /// VM's keys only, keep-alives, and the master connection when one runs.
     pub fn options(&self) -> Vec<String> {
+        let mut options = self.base_options();
+        if let Some(socket) = &self.control {
+            // Rides the master when it runs, logs in alone when not; never
+            // becomes a master itself (see `master`).
+            for option in [
+                "ControlMaster=no".to_owned(),
+                format!("ControlPath={socket}"),
+            ] {
+                options.push("-o".into());
+                options.push(option);
+            }
+        }
+        options.extend(self.identity_options());
+        options
+    }
+
+    /// The options of every ssh, master or not. (ssh takes the first value
+    /// it is given for an option, so the control options are left to the
+    /// caller.)
+    fn base_options(&self) -> Vec<String> {
         let mut options = vec!["-F".to_owned(), "/dev/null".to_owned()];
         for option in [
             "StrictHostKeyChecking=yes".to_owned(),
@@ -44,25 +76,21 @@ impl SshTarget {
             "BatchMode=yes".to_owned(),
             "LogLevel=ERROR".to_owned(),
             "ConnectTimeout=10".to_owned(),
+            format!("ServerAliveInterval={ALIVE_INTERVAL}"),
+            format!("ServerAliveCountMax={ALIVE_COUNT}"),
         ] {
             options.push("-o".into());
             options.push(option);
         }
-        if let Some(socket) = &self.control {
-            for option in [
-                "ControlMaster=auto".to_owned(),
-                format!("ControlPath={socket}"),
-                "ControlPersist=60".to_owned(),
-            ] {
-                options.push("-o".into());
-                options.push(option);
-            }
-        }
-        for key in &self.keys {
-            options.push("-i".into());
-            options.push(key.to_string());
-        }
         options
+    }
+
+    /// `-i KEY` for each of the VM's keys.
+    fn identity_options(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .flat_map(|key| ["-i".to_owned(), key.to_string()])
+            .collect()
     }
 
     /// `user@127.0.0.1`.
@@ -127,22 +155,19 @@ impl SshTarget {
             .is_ok_and(|status| status.success())
     }
 
-    /// Starts a login and returns at once. With a control socket the
-    /// connection then stays open in the background for later commands to
-    /// ride on (the child exits once logged in); without one it runs
-    /// `true`. Either way the child's status says whether the guest let
-    /// it in.
+    /// Starts a login and returns at once. With a control socket the login
+    /// becomes the master connection, left in the background for later
+    /// commands to ride on (the child exits once logged in); without one it
+    /// runs `true`. Either way the child's status says whether the guest
+    /// let it in.
     pub fn spawn_login(&self) -> Result<Child, Error> {
-        let mut command = self.command();
-        if self.control.is_some() {
-            // Only this login exchanges keys; the hybrid post-quantum
-            // exchange is slow in an emulated guest and protects nothing on
-            // loopback. (Not in `options`: its `^` breaks rsync's `-e` and
-            // a list's commas break sshfs's `-o`.)
-            command.args(["-N", "-o", "KexAlgorithms=^curve25519-sha256"]);
+        let mut command = if self.control.is_some() {
+            self.master_command()
         } else {
+            let mut command = self.command();
             command.arg("true");
-        }
+            command
+        };
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -182,8 +207,9 @@ impl SshTarget {
     }
 
     /// Turns a failure of ssh itself (status 255, recognised from the last
-    /// lines it printed on stderr) into an error that says what to do;
-    /// passes any other status on.
+    /// lines it printed on stderr) into a transport error that says what to
+    /// do; passes any other status on. (A remote command's own 255 is told
+    /// apart by [`crate::guest::Guest`]'s commands, see `ssh::exit`.)
     pub fn explain(&self, status: ExitStatus, stderr: &str) -> Result<ExitStatus, Error> {
         if status.code() != Some(SSH_FAILED) {
             return Ok(status);
@@ -225,7 +251,7 @@ impl SshTarget {
         } else {
             return Ok(status);
         };
-        Err(Error::Remote { problem, hint })
+        Err(Error::Transport { problem, hint })
     }
 
     /// The name the host key is recorded under: the first field of the

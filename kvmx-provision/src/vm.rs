@@ -219,9 +219,7 @@ impl Vm {
                 .chain(system.base_key())
                 .collect(),
             known_hosts: system.files.paths.known_hosts(),
-            // A disposable's wake-up login carries its command too.
-            control: crate::disposable::is_disposable(self)
-                .then(|| self.files.paths.runtime.join("ssh.sock")),
+            control: Some(crate::ssh::master_socket(&self.files.paths.runtime)),
             env: ssh
                 .env
                 .iter()
@@ -783,6 +781,7 @@ impl Vm {
     fn stopped(&self, step: StopStep) -> StopStep {
         self.wait_for_lock_release();
         crate::nfs::stop_all(&self.files.paths.runtime);
+        crate::ssh::end_master(&self.files.paths.runtime);
         self.cleared();
         step
     }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
 use kvmx_provision::Vm;
-use kvmx_provision::ssh::SshTarget;
+use kvmx_provision::ssh::{SshTarget, Wrapped};
 
 use super::Context;
 use crate::cli::{MonitorArgs, PortArgs, QmpArgs, SshArgs};
@@ -98,10 +98,24 @@ impl Drop for RawTerminal {
 
 pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = context.load_vm(args.vm.as_deref(), output)?;
-    let target = vm.ssh_target()?;
-    let mut command = ssh_command(&target, &args.command);
+    let guest = vm.guest()?;
+    let status = run_ssh(guest.target(), &args.command)?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => std::process::exit(code.unwrap_or(1)),
+    }
+}
+
+/// Runs `words` in the guest (a login shell when there are none) with the
+/// terminal, and returns the status: the command's own, or an error when
+/// ssh itself failed.
+pub fn run_ssh(
+    target: &SshTarget,
+    words: &[String],
+) -> Result<std::process::ExitStatus, CommandError> {
+    let (mut command, wrapped) = ssh_command(target, words)?;
     // The terminal is ssh's; its stderr passes through here so that a
-    // failure of ssh itself can be explained, and its exit code is ours.
+    // failure of ssh itself can be explained.
     let spawn_error = |source| kvmx_provision::Error::Spawn {
         program: "ssh".into(),
         source,
@@ -126,28 +140,33 @@ pub fn ssh(args: &SshArgs, context: &Context, output: &Output) -> Result<(), Com
     });
     let status = child.wait().map_err(spawn_error)?;
     let said = copier.join().unwrap_or_default();
-    let status = target.explain(status, &said)?;
-    match status.code() {
-        Some(0) => Ok(()),
-        code => std::process::exit(code.unwrap_or(1)),
-    }
+    Ok(match wrapped {
+        Some(wrapped) => target.settle(status, &said, &wrapped)?,
+        None => target.explain(status, &said)?,
+    })
 }
 
-/// The ssh command that runs `words` in the guest, or a login shell when
-/// there are none.
-pub fn ssh_command(target: &SshTarget, words: &[String]) -> std::process::Command {
+/// The ssh command that runs `words` in the guest (see
+/// [`kvmx_provision::guest::command_line`]: several words are an argv, one
+/// word a command line), wrapped so that its own status 255 is told from a
+/// failure of ssh; or a login shell when there are no words.
+fn ssh_command(
+    target: &SshTarget,
+    words: &[String],
+) -> Result<(std::process::Command, Option<Wrapped>), CommandError> {
     let mut command = target.command();
     if words.is_empty() && target.env.is_empty() {
         command.arg("-t");
-    } else if words.is_empty() {
+        return Ok((command, None));
+    }
+    if words.is_empty() {
         // A login shell, with ssh.env exported first.
         command.arg("-t").arg(target.with_env("exec \"$SHELL\" -l"));
-    } else {
-        // As with ssh itself, the words are joined by spaces and run by the
-        // guest user's shell: `kvmx ssh -- 'exit 3'` works as it reads.
-        command.arg("--").arg(target.with_env(&words.join(" ")));
+        return Ok((command, None));
     }
-    command
+    let wrapped = target.wrap(&kvmx_provision::guest::command_line(words)?, &[]);
+    command.arg("--").arg(&wrapped.line);
+    Ok((command, Some(wrapped)))
 }
 
 /// Splits `[VM] LAST` arguments.

@@ -8,7 +8,7 @@ use kvmx_provision::Vm;
 use kvmx_provision::disposable::{self, Disposable, DisposableOptions};
 
 use super::Context;
-use super::access::ssh_command;
+use super::access::run_ssh;
 use super::guest::exit_with;
 use crate::cli::{DisposableArgs, DisposableNameArgs, DisposableOptionArgs, DisposableRunArgs};
 use crate::error::{CliError, CommandError};
@@ -29,12 +29,11 @@ pub fn run(args: &DisposableArgs, context: &Context, output: &Output) -> Result<
     };
     let template = context.load_vm(Some(template), output)?;
     let session = start(&template, &args.options, None, context, output)?;
-    let status = ssh_command(&session.vm().ssh_target()?, &args.command)
-        .status()
-        .map_err(|source| kvmx_provision::Error::Spawn {
-            program: "ssh".into(),
-            source,
-        })?;
+    let status = session
+        .vm()
+        .guest()
+        .map_err(CommandError::from)
+        .and_then(|guest| run_ssh(guest.target(), &args.command));
     finish(session, status, "the command")
 }
 
@@ -48,13 +47,14 @@ pub fn run_script(
     }
     let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, None, context, output)?;
-    let status = session.vm().ssh_target()?.run_script(
-        &args.file,
-        &args.args,
-        args.root,
-        &mut Prefixed::new(""),
-    )?;
-    finish(session, status, args.file.as_str())
+    let status = session.vm().guest().and_then(|guest| {
+        guest.run_script(&args.file, &args.args, args.root, &mut Prefixed::new(""))
+    });
+    finish(
+        session,
+        status.map_err(CommandError::from),
+        args.file.as_str(),
+    )
 }
 
 pub fn named(
@@ -117,11 +117,11 @@ pub(crate) fn start(
     Ok(session)
 }
 
-/// Erases the disposable, then reports the command's status; a guest that
-/// died under the command is said to have.
+/// Erases the disposable, then reports the command's status (or the error
+/// that ended it); a guest that died under the command is said to have.
 fn finish(
     session: Disposable,
-    status: std::process::ExitStatus,
+    status: Result<std::process::ExitStatus, CommandError>,
     what: &str,
 ) -> Result<(), CommandError> {
     wait_if_interrupted();
@@ -135,7 +135,7 @@ fn finish(
         }
         .into());
     }
-    exit_with(status, &format!("{what} exited"))
+    exit_with(status?, &format!("{what} exited"))
 }
 
 /// Set once a signal has come: the signal thread then erases the

@@ -43,13 +43,14 @@ pub fn transfer(
         _ => unreachable!("clap takes two or three values"),
     };
     let vm = context.load_vm(vm, output)?;
-    let target = vm.ssh_target()?;
+    let guest = vm.guest()?;
+    let target = guest.target();
     let mut sink = Prefixed::new("");
     let status = match kind {
         Transfer::Copy => match (source.strip_prefix(':'), destination.strip_prefix(':')) {
-            (None, Some(guest)) => copy(&target, target.scp_command(source, guest, true), output)?,
+            (None, Some(guest)) => copy(target, target.scp_command(source, guest, true), output)?,
             (Some(guest), None) => copy(
-                &target,
+                target,
                 target.scp_command(destination, guest, false),
                 output,
             )?,
@@ -57,18 +58,12 @@ pub fn transfer(
                 return Err(CliError::CopySides.into());
             }
         },
-        Transfer::RsyncTo => target.rsync(
-            source,
-            &format!(":{destination}"),
-            &progress_option(output),
-            &mut sink,
-        )?,
-        Transfer::RsyncFrom => target.rsync(
-            &format!(":{source}"),
-            destination,
-            &progress_option(output),
-            &mut sink,
-        )?,
+        Transfer::RsyncTo => {
+            guest.rsync_to(source, destination, &progress_option(output), &mut sink)?
+        }
+        Transfer::RsyncFrom => {
+            guest.rsync_from(source, destination, &progress_option(output), &mut sink)?
+        }
     };
     if !status.success() {
         return Err(CliError::TransferFailed {
@@ -116,7 +111,7 @@ pub fn run(args: &RunArgs, context: &Context, output: &Output) -> Result<(), Com
     }
     let vm = context.load_vm(Some(&args.vm), output)?;
     let status =
-        vm.ssh_target()?
+        vm.guest()?
             .run_script(&args.file, &args.args, args.root, &mut Prefixed::new(""))?;
     exit_with(status, &format!("{} exited", args.file))
 }

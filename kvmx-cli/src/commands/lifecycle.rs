@@ -232,7 +232,7 @@ pub fn upgrade(
     }
     output.info(&format!("Upgrading {}", vm.name));
     let status = vm
-        .ssh_target()?
+        .guest()?
         .run(&command, &mut Prefixed::new(vm.name.as_str()))?;
     if !status.success() {
         return Err(

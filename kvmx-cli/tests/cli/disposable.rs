@@ -156,10 +156,11 @@ fn disposables_run_once_and_leave_nothing_behind() {
     run_ok(&sandbox, &tmpl, &["up"]);
     run_ok(&sandbox, &tmpl, &["stop"]);
 
-    // The command's status comes back; the disposable is gone after.
+    // The command's status comes back (its words an argv, as they were
+    // given); the disposable is gone after.
     let exit = sandbox
         .kvmx_in(&tmpl)
-        .args(["disposable", "tmpl", "--", "exit", "7"])
+        .args(["disposable", "tmpl", "--", "sh", "-c", "exit 7"])
         .output()
         .unwrap();
     assert_eq!(exit.status.code(), Some(7), "{exit:?}");

@@ -417,3 +417,222 @@ fn nfs_server_pid(sandbox: &Sandbox, vm: &str, id: &str) -> u64 {
         serde_json::from_str(&std::fs::read_to_string(record).unwrap()).unwrap();
     record["pid"].as_u64().unwrap()
 }
+
+/// Kills the VM when the test ends, also when it fails half-way.
+struct KilledAtEnd<'a>(&'a Sandbox, &'a Path);
+
+impl Drop for KilledAtEnd<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kvmx_in(self.1).arg("kill").output();
+    }
+}
+
+/// The running VM of `project`, opened through the libraries as an
+/// embedding program would.
+fn library_vm(sandbox: &Sandbox, project: &Path) -> kvmx_provision::Vm {
+    let utf8 = |path: &Path| camino::Utf8PathBuf::from_path_buf(path.to_owned()).unwrap();
+    let layout = kvmx_core::Layout::under(&utf8(&sandbox.root().join("kvmx")));
+    let loaded = kvmx_core::Project::find(&utf8(project))
+        .unwrap()
+        .load(&layout)
+        .unwrap();
+    kvmx_provision::Vm::open(&layout, loaded.name, loaded.config).unwrap()
+}
+
+#[test]
+fn guest_commands_keep_their_words_bytes_and_statuses() {
+    use std::time::{Duration, Instant};
+
+    use kvmx_provision::Error;
+    use kvmx_provision::guest::CancelFlag;
+
+    let sandbox = Sandbox::new();
+    let project = debian_vm(&sandbox, "words", "");
+    run_ok(&sandbox, &project, &["up"]);
+    let _killed = KilledAtEnd(&sandbox, &project);
+
+    // Several words after `--` are an argv: each arrives as it is.
+    let exit = sandbox
+        .kvmx_in(&project)
+        .args(["ssh", "--", "sh", "-c", "exit 4"])
+        .output()
+        .unwrap();
+    assert_eq!(exit.status.code(), Some(4), "{exit:?}");
+    assert_eq!(
+        run_ok(
+            &sandbox,
+            &project,
+            &["ssh", "--", "printf", "%s\\n", "a b", "$HOME", "*", "it's"]
+        ),
+        "a b\n$HOME\n*\nit's\n"
+    );
+    // One word is a command line.
+    assert_eq!(
+        run_ok(&sandbox, &project, &["ssh", "--", "echo a | tr a b"]),
+        "b\n"
+    );
+    // A command's own 255 is its status, not a failure of ssh.
+    let own = sandbox
+        .kvmx_in(&project)
+        .args(["ssh", "--", "exit 255"])
+        .output()
+        .unwrap();
+    assert_eq!(own.status.code(), Some(255), "{own:?}");
+    assert_eq!(output_text(&own).1, "");
+
+    let vm = library_vm(&sandbox, &project);
+    let guest = vm.guest().unwrap();
+    let socket = sandbox.root().join("kvmx/run/words/ssh.sock");
+    assert!(socket.exists(), "the master connection's socket");
+
+    // Bytes in and out, whatever they are.
+    let input: Vec<u8> = (0..=255u8).chain(*b"\n\xff\xfe end").collect();
+    let echoed = guest.exec(&["cat"]).stdin(input.clone()).output().unwrap();
+    assert_eq!((echoed.code, &echoed.stdout), (0, &input));
+    let mixed = guest
+        .exec(&[
+            "sh",
+            "-c",
+            "printf 'a\\377\\n'; printf 'e\\376' >&2; exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(mixed.code, 3);
+    assert_eq!(mixed.stdout, b"a\xff\n");
+    assert_eq!(mixed.stderr, b"e\xfe");
+    assert!(!mixed.stdout_truncated && !mixed.stderr_truncated);
+    let own = guest.exec(&["sh", "-c", "exit 255"]).output().unwrap();
+    assert_eq!(own.code, 255);
+    // The cap keeps the start and says the rest was dropped.
+    let big = guest
+        .exec(&["head", "-c", "100000", "/dev/zero"])
+        .output_cap(1000)
+        .output()
+        .unwrap();
+    assert_eq!((big.stdout.len(), big.stdout_truncated), (1000, true));
+    let env = guest
+        .exec(&["printenv", "GREETING"])
+        .env("GREETING", "a 'b' $c")
+        .output()
+        .unwrap();
+    assert_eq!(env.stdout, b"a 'b' $c\n");
+    // Streamed, chunk by chunk.
+    struct Chunks(Vec<u8>);
+    impl kvmx_provision::guest::ByteSink for Chunks {
+        fn chunk(&mut self, _: kvmx_provision::guest::Stream, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+    let mut chunks = Chunks(Vec::new());
+    let code = guest.exec(&["seq", "1", "3"]).stream(&mut chunks).unwrap();
+    assert_eq!((code, chunks.0.as_slice()), (0, &b"1\n2\n3\n"[..]));
+
+    // A timeout and a cancel flag kill the command.
+    let start = Instant::now();
+    let timed_out = guest
+        .exec(&["sleep", "61"])
+        .timeout(Duration::from_secs(2))
+        .output();
+    assert!(
+        matches!(timed_out, Err(Error::TimedOut { after, .. }) if after == Duration::from_secs(2)),
+        "{timed_out:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    let cancel = CancelFlag::new();
+    let setter = cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        setter.cancel();
+    });
+    let cancelled = guest.exec(&["sleep", "62"]).cancel(&cancel).output();
+    assert!(
+        matches!(cancelled, Err(Error::Cancelled { .. })),
+        "{cancelled:?}"
+    );
+    // Neither command runs on in the guest.
+    let left = guest
+        .exec(&["for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done 2>/dev/null | grep -c '^sleep 6[12] $'"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "0\n", "{left:?}");
+    // The master outlived them.
+    assert_eq!(guest.exec(&["true"]).output().unwrap().code, 0);
+
+    // end_master (which stop and kill call) ends it; commands then log in
+    // alone, and the next Guest starts a new master.
+    let master = master_pid(&sandbox, "words");
+    let runtime =
+        camino::Utf8PathBuf::from_path_buf(sandbox.root().join("kvmx/run/words")).unwrap();
+    kvmx_provision::ssh::end_master(&runtime);
+    assert!(!guest.target().master_alive());
+    assert!(!socket.exists());
+    assert!(ended(master), "the master ssh {master} still runs");
+    assert_eq!(guest.exec(&["true"]).output().unwrap().code, 0);
+    let guest = vm.guest().unwrap();
+    assert!(guest.target().master_alive());
+
+    // QEMU dies under a running command: a transport error, not a status.
+    let pid = status(&sandbox, &project)["pid"].as_i64().unwrap();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    });
+    let dropped = guest.exec(&["sleep", "60"]).output();
+    killer.join().unwrap();
+    assert!(
+        matches!(dropped, Err(Error::Transport { .. })),
+        "{dropped:?}"
+    );
+    let unreachable = guest.exec(&["true"]).output();
+    assert!(
+        matches!(unreachable, Err(Error::Transport { .. })),
+        "{unreachable:?}"
+    );
+
+    // `kvmx kill` clears the run and the master's socket.
+    run_ok(&sandbox, &project, &["kill"]);
+    assert!(!socket.exists(), "the master's socket outlived the VM");
+}
+
+/// The pid of the ssh master process whose control socket is the VM's.
+fn master_pid(sandbox: &Sandbox, vm: &str) -> u32 {
+    let socket = sandbox.root().join(format!("kvmx/run/{vm}/ssh.sock"));
+    let socket = socket.to_str().unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let words: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+                words.first().is_some_and(|w| w.ends_with(b"ssh"))
+                    && words.contains(&format!("ControlPath={socket}").as_bytes())
+                    && words.contains(&&b"ControlMaster=yes"[..])
+            })
+        })
+        .expect("an ssh master for the VM")
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn ended(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        if stat.is_empty() || state.starts_with('Z') {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -112,6 +112,11 @@ fn guest_side_failures_say_what_happened() {
     ssh(&[
         "sudo systemd-run --on-active=20 sh -c 'rm -f /etc/ssh/ssh_host_* && ssh-keygen -A && systemctl start ssh' >/dev/null 2>&1 && sudo systemctl stop ssh",
     ]);
+    // The VM's master connection outlives sshd (and its host keys): end it,
+    // so that the next command must log in anew.
+    kvmx_provision::ssh::end_master(
+        &camino::Utf8PathBuf::from_path_buf(sandbox.root().join("kvmx/run/trouble")).unwrap(),
+    );
     let stderr = run_err(&sandbox, &project, &["ssh", "--", "true"]);
     assert_says(&stderr, &["does not answer SSH", "hint:", "kvmx console"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);

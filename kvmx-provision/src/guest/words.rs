@@ -1,0 +1,113 @@
+//! The command line a guest's shell runs, built from the words a caller
+//! gives, the same way for `kvmx ssh`, disposables and [`super::Guest::exec`].
+//!
+//! OpenSSH joins the words of a remote command with spaces and hands the
+//! result to the remote user's shell, so `ssh host sh -c 'exit 4'` runs
+//! `sh -c exit 4` and exits 0. kvmx keeps the words instead, as `docker
+//! exec` does: several words are an argv, each quoted for the shell; a
+//! single word is a shell command line as it is (`'ls | wc -l'`).
+
+use crate::Error;
+
+/// The shell command line that runs `words` in the guest: a single word
+/// as it is (a command line of its own), several words as an argv, each
+/// quoted so that it arrives intact. No words give an empty line.
+///
+/// Fails on a word holding a NUL byte, which no shell word can carry.
+pub fn command_line<S: AsRef<str>>(words: &[S]) -> Result<String, Error> {
+    if let Some(word) = words.iter().find(|w| w.as_ref().contains('\0')) {
+        return Err(Error::Usage(format!(
+            "the command word {:?} holds a NUL byte, which a command line in the guest cannot carry",
+            word.as_ref()
+        )));
+    }
+    Ok(match words {
+        [line] => line.as_ref().to_owned(),
+        words => words
+            .iter()
+            .map(|w| quote(w.as_ref()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    })
+}
+
+/// Quotes a word for a POSIX shell: as it is when it holds only
+/// characters no shell treats specially, otherwise in single quotes (a
+/// quote inside written `'\''`). An empty word is `''`.
+pub fn quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `sh` makes of `line`: each word it passes to printf, one a line.
+    fn words_seen_by_sh(line: &str) -> Vec<String> {
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {line}"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn several_words_reach_the_shell_intact() {
+        let words = [
+            "a b",
+            "$HOME",
+            "*",
+            "it's",
+            "",
+            "\"q\"",
+            "back\\slash",
+            "`id`",
+            "$(id)",
+            "semi;colon",
+            "tab\there",
+            "~",
+            "#hash",
+            "A=b",
+            "ünï",
+        ];
+        let line = command_line(&words).unwrap();
+        assert_eq!(words_seen_by_sh(&line), words);
+    }
+
+    #[test]
+    fn plain_words_stay_readable() {
+        assert_eq!(
+            command_line(&["sh", "-c", "exit 4"]).unwrap(),
+            "sh -c 'exit 4'"
+        );
+        assert_eq!(
+            command_line(&["cat", "/etc/os-release"]).unwrap(),
+            "cat /etc/os-release"
+        );
+        assert_eq!(command_line(&["", "x"]).unwrap(), "'' x");
+    }
+
+    #[test]
+    fn a_single_word_is_a_command_line() {
+        assert_eq!(command_line(&["ls | wc -l"]).unwrap(), "ls | wc -l");
+        assert_eq!(command_line(&["exit 3"]).unwrap(), "exit 3");
+        assert_eq!(command_line::<&str>(&[]).unwrap(), "");
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused() {
+        let error = command_line(&["a", "b\0c"]).unwrap_err();
+        assert!(error.to_string().contains("NUL"), "{error}");
+    }
+}

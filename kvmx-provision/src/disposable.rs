@@ -16,8 +16,7 @@ use kvmx_core::{Layout, Registry};
 use serde::{Deserialize, Serialize};
 
 use crate::guest::OutputSink;
-use crate::lifecycle::Patience;
-use crate::vm::UpReport;
+use crate::vm::{Patience, UpReport};
 use crate::warm::{WarmRun, WarmState, memory_file};
 use crate::{Error, Vm};
 use kvmx_core::observe::{Observer, Stages};

@@ -16,6 +16,7 @@ mod error;
 pub mod files;
 mod find;
 pub mod guest;
+mod host;
 mod lifecycle;
 pub mod live;
 pub mod nfs;

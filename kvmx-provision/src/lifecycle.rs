@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::guest::{self, OutputSink};
 use crate::state;
-use crate::vm::{State, StopStep, UpReport};
+use crate::vm::{Patience, State, StopStep, UpReport};
 use crate::{Error, Vm};
 
 /// What `up` does when the VM has no image yet.
@@ -39,23 +39,6 @@ pub enum UpTo {
     /// QEMU runs; for a caller that follows the serial console instead.
     /// No hooks, no provisioning.
     Started,
-}
-
-/// How long a wait may last, and the flag that ends it early.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Patience {
-    /// The limit; `None` takes the VM's `supervise.boot_timeout`.
-    limit: Option<Duration>,
-    /// Set by the caller to give up.
-    pub(crate) cancel: CancelFlag,
-}
-
-impl Patience {
-    /// The limit for `vm`.
-    pub(crate) fn timeout(&self, vm: &Vm) -> Duration {
-        self.limit
-            .unwrap_or(Duration::from_secs(vm.config.supervise.boot_timeout))
-    }
 }
 
 /// Options of [`Vm::up_with`].

@@ -77,7 +77,7 @@ pub fn start(runtime: &Utf8Path, share: &Share, qemu: i32) -> Result<NfsServer, 
     let mut secret = [0u8; 16];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
     let secret = hex::encode(secret);
-    let port = crate::vm::free_port()?;
+    let port = crate::host::free_port()?;
     let mut command = Command::new(&binary);
     command
         .arg(share.host.as_str())
@@ -125,7 +125,7 @@ pub fn stop_all(runtime: &Utf8Path) {
             let pid = server.pid as i32;
             for signal in [Signal::SIGTERM, Signal::SIGKILL] {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal);
-                if crate::vm::wait_exit(pid, STOP_DEADLINE) {
+                if crate::host::wait_exit(pid, STOP_DEADLINE) {
                     break;
                 }
             }

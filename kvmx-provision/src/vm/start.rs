@@ -1,75 +1,27 @@
-//! A VM and what can be done to it: start, inspect, pause, stop, remove.
+//! Starting a VM: the accelerator, QEMU detached with its daemons, and
+//! the wait until the guest answers SSH.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
-use kvmx_core::config::values::VmName;
-use kvmx_core::config::{Bootloader, Config, NetworkMode, Protocol, ShareKind};
-use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
+use kvmx_core::CancelFlag;
+use kvmx_core::config::{Bootloader, NetworkMode, Protocol, ShareKind};
+use kvmx_core::layout::DirectBoot;
 use kvmx_core::observe::{Observer, Stages};
-use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 use serde::Serialize;
 
+use super::Vm;
 use crate::Error;
-use crate::files::VmFiles;
-use crate::lifecycle::Patience;
+use crate::host::{free_port, now};
 use crate::qemu::{self, Accel, KernelBoot, Launch};
-use crate::qmp::{Qmp, QmpError, commands};
-use crate::ssh::SshTarget;
-use crate::state::{self, PortForward, Probe, RunLock, RunState};
+use crate::state::{self, PortForward, RunLock, RunState};
 use crate::warm::WarmRun;
 
-/// How long QMP calls may take.
-const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long QEMU gets to open its QMP socket after it starts.
 const QEMU_START_DEADLINE: Duration = Duration::from_secs(15);
-/// How long QMP `quit` and SIGTERM each get before the next step.
-const QUIT_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The state of a VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// QEMU runs and the guest runs.
-    Running,
-    /// QEMU runs and the guest is paused.
-    Paused,
-    /// Another `kvmx up` is starting it.
-    Starting,
-    /// Not running.
-    Stopped,
-    /// QEMU died without a clean stop.
-    Crashed,
-}
-
-/// What `status` tells.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// The VM's name.
-    pub name: String,
-    /// Its state.
-    pub state: State,
-    /// QEMU's pid while it runs.
-    pub pid: Option<i32>,
-    /// Seconds since QEMU started.
-    pub uptime_seconds: Option<u64>,
-    /// The accelerator of the run.
-    pub accelerator: Option<Accel>,
-    /// Forwarded ports, SSH first.
-    pub forwards: Vec<PortForward>,
-    /// The disk image.
-    pub image: Utf8PathBuf,
-    /// The image's virtual size in bytes, when it exists.
-    pub image_virtual_size: Option<u64>,
-    /// Bytes the image takes on the host's disk.
-    pub image_disk_usage: Option<u64>,
-    /// The last console lines of a crashed VM.
-    pub last_console: Vec<String>,
-}
 
 /// What `up` did.
 #[derive(Debug, Clone, Serialize)]
@@ -86,154 +38,24 @@ pub struct UpReport {
     pub seconds: f64,
 }
 
-/// How the VM was stopped: the step of the escalation that worked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StopStep {
-    /// It was not running.
-    AlreadyStopped,
-    /// ACPI power button (QMP `system_powerdown`).
-    AcpiPowerdown,
-    /// `poweroff` over SSH.
-    SshPoweroff,
-    /// QMP `quit`.
-    QmpQuit,
-    /// SIGTERM to QEMU.
-    Sigterm,
-    /// SIGKILL to QEMU.
-    Sigkill,
+/// How long a wait may last, and the flag that ends it early.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Patience {
+    /// The limit; `None` takes the VM's `supervise.boot_timeout`.
+    pub(crate) limit: Option<Duration>,
+    /// Set by the caller to give up.
+    pub(crate) cancel: CancelFlag,
 }
 
-/// A VM with its resolved config.
-#[derive(Debug, Clone)]
-pub struct Vm {
-    /// Its name.
-    pub name: VmName,
-    /// Its effective config.
-    pub config: Config,
-    /// Its files.
-    pub files: VmFiles,
-    /// The folders of its base box, if it has one.
-    pub base: Option<VmPaths>,
-    /// The template whose image it runs from, if it is template-based.
-    pub template: Option<Box<Vm>>,
-    /// kvmx's folders.
-    pub layout: Layout,
+impl Patience {
+    /// The limit for `vm`.
+    pub(crate) fn timeout(&self, vm: &Vm) -> Duration {
+        self.limit
+            .unwrap_or(Duration::from_secs(vm.config.supervise.boot_timeout))
+    }
 }
 
 impl Vm {
-    /// The VM `name` with its resolved `config`.
-    pub fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
-        Vm {
-            files: VmFiles::new(layout, &name),
-            base: config.image.base.as_ref().map(|base| layout.vm(base)),
-            name,
-            config,
-            template: None,
-            layout: layout.clone(),
-        }
-    }
-
-    /// The disk image path.
-    pub fn image(&self) -> Utf8PathBuf {
-        self.config
-            .image
-            .path
-            .clone()
-            .unwrap_or_else(|| self.files.paths.default_image())
-    }
-
-    /// The current state and facts of the VM.
-    pub fn status(&self) -> Result<Status, Error> {
-        let image = self.image();
-        let mut status = Status {
-            name: self.name.to_string(),
-            state: State::Stopped,
-            pid: None,
-            uptime_seconds: None,
-            accelerator: None,
-            forwards: Vec::new(),
-            image_virtual_size: kvmx_core::image_size::virtual_size(&image),
-            image_disk_usage: disk_usage(&image),
-            image,
-            last_console: Vec::new(),
-        };
-        let run = state::read(&self.files);
-        match state::probe(&self.files)? {
-            Probe::Free => {
-                if run.is_some() {
-                    status.state = State::Crashed;
-                    status.last_console = state::console_tail(&self.files, 15);
-                }
-            }
-            Probe::Held => match run {
-                None => status.state = State::Starting,
-                Some(run) => {
-                    status.state = match self.qmp().and_then(|mut q| Ok(q.run_state()?)) {
-                        Ok(qemu_state) if qemu_state == "paused" => State::Paused,
-                        _ => State::Running,
-                    };
-                    status.pid = Some(run.pid);
-                    status.uptime_seconds = Some(now().saturating_sub(run.started_at));
-                    status.accelerator = Some(run.accelerator);
-                    status.forwards = run.forwards;
-                }
-            },
-        }
-        Ok(status)
-    }
-
-    /// Connects to the VM's QMP socket.
-    pub fn qmp(&self) -> Result<Qmp, Error> {
-        Ok(Qmp::connect(&self.files.qmp_socket(), QMP_TIMEOUT)?)
-    }
-
-    /// How to reach the running guest over SSH.
-    pub fn ssh_target(&self) -> Result<SshTarget, Error> {
-        if !self.config.ssh.enabled {
-            return Err(Error::Remote {
-                problem: format!(
-                    "SSH is disabled for {}: its config sets ssh.enabled = false",
-                    self.name
-                ),
-                hint: "set ssh.enabled = true in the [ssh] table of kvmx.toml, then restart the VM (`kvmx restart`)".into(),
-            });
-        }
-        let run = state::read(&self.files).ok_or_else(|| Error::NotRunning {
-            vm: self.name.to_string(),
-        })?;
-        let port = run.ssh_port.ok_or_else(|| Error::NoSshPort {
-            vm: self.name.to_string(),
-        })?;
-        let ssh = &self.config.ssh;
-        // A template-based guest is the template's, with its keys.
-        let system = self.system();
-        Ok(SshTarget {
-            user: ssh
-                .user
-                .as_ref()
-                .unwrap_or(&self.config.vm.user)
-                .to_string(),
-            port,
-            keys: std::iter::once(system.files.paths.ssh_key())
-                .chain(system.base_key())
-                .collect(),
-            known_hosts: system.files.paths.known_hosts(),
-            control: Some(crate::ssh::master_socket(&self.files.paths.runtime)),
-            env: ssh
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })
-    }
-
-    /// The base box's private key, for an image made from a base.
-    fn base_key(&self) -> Option<Utf8PathBuf> {
-        let key = self.base.as_ref()?.ssh_key();
-        key.exists().then_some(key)
-    }
-
     /// Starts the VM and, with `wait_for_ssh`, waits until the guest
     /// answers SSH (when SSH is enabled). A running VM is left as it is.
     pub fn up(&self, wait_for_ssh: bool, observer: &mut dyn Observer) -> Result<UpReport, Error> {
@@ -635,263 +457,8 @@ impl Vm {
             hint: hint.into(),
         }
     }
-
-    /// Stops the VM, escalating with a deadline at each step: ACPI power
-    /// button, SSH `poweroff`, QMP `quit`, SIGTERM, SIGKILL. `force` goes
-    /// straight to QMP `quit`.
-    pub fn stop(&self, force: bool, observer: &mut dyn Observer) -> Result<StopStep, Error> {
-        let mut progress = Stages::new(observer);
-        let Some(run) = self.running_state()? else {
-            self.cleared();
-            return Ok(StopStep::AlreadyStopped);
-        };
-        // A host mount of a guest folder would hang once the guest is gone.
-        self.unmount_ssh_shares();
-        let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
-        let pid = run.pid;
-        // One QMP connection for the whole escalation: the guest's
-        // SHUTDOWN event ends each wait.
-        let mut qmp = self.qmp().ok();
-        if !force {
-            progress.stage("ACPI power-off");
-            let pressed = qmp
-                .as_mut()
-                .is_some_and(|q| q.execute(&commands::SystemPowerdown).is_ok());
-            if pressed && wait_shutdown(&mut qmp, pid, patience) {
-                return Ok(self.stopped(StopStep::AcpiPowerdown));
-            }
-            if let (true, Ok(target)) = (self.config.ssh.enabled, self.ssh_target()) {
-                progress.stage("poweroff over SSH");
-                let mut poweroff = target.command();
-                poweroff
-                    .args(["-o", "BatchMode=yes", "sudo -n poweroff"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null());
-                // The connection drops as the guest goes down; a hung
-                // guest must not hang the stop.
-                let _ = run_within(&mut poweroff, patience);
-                if wait_shutdown(&mut qmp, pid, patience) {
-                    return Ok(self.stopped(StopStep::SshPoweroff));
-                }
-            }
-        }
-        progress.stage("QMP quit");
-        let quit = match qmp.as_mut() {
-            Some(q) => q.execute(&commands::Quit).map(drop),
-            None => self
-                .qmp()
-                .and_then(|mut q| Ok(q.execute(&commands::Quit).map(drop)?))
-                .map_err(|_| QmpError::Closed),
-        };
-        if quit.is_ok() && wait_exit(pid, QUIT_DEADLINE) {
-            return Ok(self.stopped(StopStep::QmpQuit));
-        }
-        progress.stage("SIGTERM");
-        signal(pid, Signal::SIGTERM);
-        if wait_exit(pid, QUIT_DEADLINE) {
-            return Ok(self.stopped(StopStep::Sigterm));
-        }
-        progress.stage("SIGKILL");
-        signal(pid, Signal::SIGKILL);
-        wait_exit(pid, QUIT_DEADLINE);
-        Ok(self.stopped(StopStep::Sigkill))
-    }
-
-    /// Kills QEMU at once (SIGKILL).
-    pub fn kill(&self) -> Result<bool, Error> {
-        let Some(run) = self.running_state()? else {
-            self.cleared();
-            return Ok(false);
-        };
-        self.unmount_ssh_shares();
-        signal(run.pid, Signal::SIGKILL);
-        wait_exit(run.pid, QUIT_DEADLINE);
-        self.stopped(StopStep::Sigkill);
-        Ok(true)
-    }
-
-    /// Pauses the guest's CPUs.
-    pub fn pause(&self) -> Result<(), Error> {
-        self.require_running()?;
-        self.qmp()?.execute(&commands::Stop)?;
-        Ok(())
-    }
-
-    /// Resumes a paused guest.
-    pub fn resume(&self) -> Result<(), Error> {
-        self.require_running()?;
-        self.qmp()?.execute(&commands::Cont)?;
-        Ok(())
-    }
-
-    /// Deletes the VM's disk image and data folder (keys, logs). Refuses
-    /// while it runs; never deletes a block device.
-    pub fn destroy(&self) -> Result<Vec<Utf8PathBuf>, Error> {
-        if self.running_state()?.is_some() {
-            return Err(Error::Running {
-                vm: self.name.to_string(),
-            });
-        }
-        let dependants = self.dependants();
-        if !dependants.is_empty() {
-            return Err(Error::HasDependants {
-                vm: self.name.to_string(),
-                dependants,
-            });
-        }
-        let mut removed = Vec::new();
-        let image = self.image();
-        let is_file = std::fs::symlink_metadata(&image).is_ok_and(|m| m.file_type().is_file());
-        // A template-based VM's image is its template's (snapshot mode) or
-        // lives in its data folder.
-        let owns_image = self.template.is_none() && !image.starts_with(&self.files.paths.data);
-        if is_file && owns_image {
-            std::fs::remove_file(&image).map_err(Error::io("remove", &image))?;
-            removed.push(image);
-        }
-        for folder in [&self.files.paths.data, &self.files.paths.runtime] {
-            if folder.exists() {
-                std::fs::remove_dir_all(folder).map_err(Error::io("remove", folder))?;
-                removed.push(folder.clone());
-            }
-        }
-        Ok(removed)
-    }
-
-    /// The state of the current run, `None` when QEMU does not run.
-    /// Whether its QEMU runs (paused or not); cheaper than [`Vm::status`].
-    pub fn is_running(&self) -> bool {
-        matches!(self.running_state(), Ok(Some(_)))
-    }
-
-    fn running_state(&self) -> Result<Option<RunState>, Error> {
-        match state::probe(&self.files)? {
-            Probe::Free => Ok(None),
-            Probe::Held => Ok(state::read(&self.files)),
-        }
-    }
-
-    fn require_running(&self) -> Result<RunState, Error> {
-        self.running_state()?.ok_or_else(|| Error::NotRunning {
-            vm: self.name.to_string(),
-        })
-    }
-
-    fn stopped(&self, step: StopStep) -> StopStep {
-        self.wait_for_lock_release();
-        crate::nfs::stop_all(&self.files.paths.runtime);
-        crate::ssh::end_master(&self.files.paths.runtime);
-        self.cleared();
-        step
-    }
-
-    /// Quits QEMU at once and forgets the run, keeping every file.
-    pub(crate) fn halt(&self) {
-        if let Ok(Some(run)) = self.running_state() {
-            let _ = self.qmp().and_then(|mut q| Ok(q.execute(&commands::Quit)?));
-            if !wait_exit(run.pid, QUIT_DEADLINE) {
-                signal(run.pid, Signal::SIGKILL);
-                wait_exit(run.pid, QUIT_DEADLINE);
-            }
-            self.wait_for_lock_release();
-        }
-        state::clear(&self.files);
-    }
-
-    /// Forgets the run; a disposable is erased once it stops.
-    fn cleared(&self) {
-        state::clear(&self.files);
-        let _ = crate::disposable::remove_folders(self);
-    }
-
-    /// A killed QEMU's threads may still be exiting after its main thread
-    /// is gone; the lock is free once the last one is.
-    fn wait_for_lock_release(&self) {
-        let deadline = Instant::now() + QUIT_DEADLINE;
-        while Instant::now() < deadline {
-            if matches!(state::probe(&self.files), Ok(Probe::Free)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn signal(pid: i32, signal: Signal) {
-    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
-}
-
-/// Waits up to `patience` for QEMU `pid` to end after a power-off request:
-/// for the guest's `SHUTDOWN` event when QMP is connected, then for the
-/// process.
-fn wait_shutdown(qmp: &mut Option<Qmp>, pid: i32, patience: Duration) -> bool {
-    let Some(connection) = qmp else {
-        return wait_exit(pid, patience);
-    };
-    match connection.wait_event("SHUTDOWN", patience, |_| true) {
-        Err(QmpError::NoEvent { .. }) => false,
-        // The event, or QEMU gone with its socket.
-        _ => wait_exit(pid, QUIT_DEADLINE),
-    }
-}
-
-/// Runs `command`, killing it when it takes longer than `deadline`; its
-/// status, or `None` when it was killed or could not start.
-fn run_within(command: &mut Command, deadline: Duration) -> Option<std::process::ExitStatus> {
-    let mut child = command.spawn().ok()?;
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
-}
-
-/// Waits up to `deadline` for `pid` to exit.
-pub(crate) fn wait_exit(pid: i32, deadline: Duration) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if !state::process_alive(pid) || is_zombie(pid) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
-}
-
-/// A QEMU started by this very process and already dead stays a zombie
-/// until reaped; count it as gone.
-fn is_zombie(pid: i32) -> bool {
-    state::proc_stat(pid).is_some_and(|fields| fields.first().is_some_and(|s| s == "Z"))
-}
-
-/// A free TCP port on 127.0.0.1 (SSH forward, NFS servers).
-pub(crate) fn free_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .map_err(Error::io("bind", camino::Utf8Path::new("127.0.0.1")))?;
-    let port = listener
-        .local_addr()
-        .map_err(Error::io("bind", camino::Utf8Path::new("127.0.0.1")))?
-        .port();
-    Ok(port)
 }
 
 fn tail(text: &str, lines: usize) -> String {
     state::last_lines(text, lines).join("\n")
-}
-
-fn disk_usage(image: &camino::Utf8Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(image).ok().map(|m| m.blocks() * 512)
 }

@@ -5,7 +5,7 @@
 
 mod exec;
 pub(crate) mod process;
-mod words;
+pub(crate) mod words;
 
 use std::process::{Command, ExitStatus};
 
@@ -13,37 +13,18 @@ use camino::Utf8Path;
 
 pub use exec::{Exec, ExecOutput, Guest};
 pub use kvmx_core::CancelFlag;
-pub use process::ByteSink;
+pub use kvmx_core::observe::Stream;
+pub use process::{ByteSink, Discard};
 pub use words::{command_line, quote};
 
 use crate::Error;
 use crate::ssh::SshTarget;
 use process::{Ended, Limits, drive};
 
-/// Which stream a line of guest output came on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
 /// Receives the output of work in the guest, a line at a time.
 pub trait OutputSink {
     /// One line (without its newline).
     fn line(&mut self, stream: Stream, line: &str);
-}
-
-/// Output that is thrown away.
-pub struct Discard;
-
-impl OutputSink for Discard {
-    fn line(&mut self, _: Stream, _: &str) {}
-}
-
-impl ByteSink for Discard {
-    fn chunk(&mut self, _: Stream, _: &[u8]) {}
 }
 
 /// Cuts byte chunks into lines for an [`OutputSink`]: a line ends at `\n`

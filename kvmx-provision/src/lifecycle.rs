@@ -12,7 +12,7 @@ use kvmx_core::CancelFlag;
 use kvmx_core::observe::{Event, Observer, Stages, Stream};
 use serde::Serialize;
 
-use crate::guest::{self, OutputSink};
+use crate::guest::OutputSink;
 use crate::state;
 use crate::vm::{Patience, State, StopStep, UpReport};
 use crate::{Error, Vm};
@@ -136,11 +136,7 @@ pub(crate) struct ObserverSink<'a, 'o> {
 }
 
 impl OutputSink for ObserverSink<'_, '_> {
-    fn line(&mut self, stream: guest::Stream, line: &str) {
-        let stream = match stream {
-            guest::Stream::Stdout => Stream::Stdout,
-            guest::Stream::Stderr => Stream::Stderr,
-        };
+    fn line(&mut self, stream: Stream, line: &str) {
         self.stages.observer().event(Event::GuestOutput {
             vm: self.vm,
             stream,

@@ -8,11 +8,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 
 use camino::Utf8PathBuf;
 
-use exit::SSH_FAILED;
 pub use exit::Wrapped;
 pub use master::{MASTER_SOCKET, end_master, master_socket};
 
 use crate::Error;
+use crate::guest::words::quote;
+
+/// The exit status of `ssh` when ssh itself (not the remote command) fails.
+pub(crate) const SSH_FAILED: i32 = 255;
 
 /// Seconds between keep-alives on an idle connection, and how many may go
 /// unanswered before ssh gives up: a hung guest ends a connection (and the
@@ -116,7 +119,7 @@ impl SshTarget {
         let exports: String = self
             .env
             .iter()
-            .map(|(name, value)| format!("export {name}={}; ", crate::guest::quote(value)))
+            .map(|(name, value)| format!("export {name}={}; ", quote(value)))
             .collect();
         format!("{exports}{command_line}")
     }

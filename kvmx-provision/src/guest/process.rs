@@ -13,12 +13,23 @@ use nix::unistd::Pid;
 
 use kvmx_core::CancelFlag;
 
-use super::Stream;
 use crate::Error;
+use kvmx_core::observe::Stream;
 
 /// How often a running tool is checked against its deadline and cancel
 /// flag.
 const TICK: Duration = Duration::from_millis(20);
+
+/// Output that is thrown away.
+pub struct Discard;
+
+impl super::OutputSink for Discard {
+    fn line(&mut self, _: Stream, _: &str) {}
+}
+
+impl ByteSink for Discard {
+    fn chunk(&mut self, _: Stream, _: &[u8]) {}
+}
 
 /// Receives the output of work in the guest as raw bytes, in chunks of
 /// any size, each from one stream.

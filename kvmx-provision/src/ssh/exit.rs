@@ -12,13 +12,10 @@
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use super::{SSH_FAILED, SshTarget};
 use crate::Error;
-use crate::guest::process::{Ended, Limits, drive};
-use crate::guest::{Discard, quote};
-use crate::ssh::SshTarget;
-
-/// The exit status of `ssh` when ssh itself (not the remote command) fails.
-pub(crate) const SSH_FAILED: i32 = 255;
+use crate::guest::process::{Discard, Ended, Limits, drive};
+use crate::guest::words::quote;
 
 /// How long the flag check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);

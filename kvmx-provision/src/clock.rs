@@ -25,7 +25,7 @@ pub const PORT: &str = "kvmx.clock";
 /// The host end: QEMU's `pipe` chardev on `BASE.in` (to the guest) and
 /// `BASE.out` (from it), in the VM's runtime folder.
 pub(crate) fn pipe_base(runtime: &Utf8Path) -> Utf8PathBuf {
-    runtime.join("clock")
+    crate::files::clock_pipe(runtime)
 }
 
 fn pipe(base: &Utf8Path, direction: &str) -> Utf8PathBuf {

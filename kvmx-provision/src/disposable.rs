@@ -15,14 +15,12 @@ use kvmx_core::config::{Config, DisplayKind, NetworkMode, Share, ShareKind, Temp
 use kvmx_core::{Layout, Registry};
 use serde::{Deserialize, Serialize};
 
+use crate::files::VmFiles;
 use crate::guest::OutputSink;
 use crate::vm::{Patience, UpReport};
 use crate::warm::{WarmRun, WarmState, memory_file};
 use crate::{Error, Vm};
 use kvmx_core::observe::{Observer, Stages};
-
-/// The record that makes a VM folder a disposable's.
-const RECORD: &str = "disposable.json";
 
 /// How a disposable differs from its template.
 #[derive(Debug, Clone)]
@@ -322,12 +320,12 @@ fn fresh_name(layout: &Layout) -> Result<VmName, Error> {
 
 fn write_record(vm: &Vm, record: &Record) -> Result<(), Error> {
     let text = serde_json::to_vec_pretty(record).expect("records serialize");
-    atomic_file::write(&vm.files.paths.data.join(RECORD), &text, Overwrite::Yes)?;
+    atomic_file::write(&vm.files.disposable_record(), &text, Overwrite::Yes)?;
     Ok(())
 }
 
 fn read_record(layout: &Layout, name: &VmName) -> Option<Record> {
-    let text = std::fs::read_to_string(layout.vm(name).data.join(RECORD)).ok()?;
+    let text = std::fs::read_to_string(VmFiles::new(layout, name).disposable_record()).ok()?;
     serde_json::from_str(&text).ok()
 }
 
@@ -339,7 +337,7 @@ pub fn find(layout: &Layout, name: &str) -> Option<Vm> {
 
 /// Whether `vm` is a disposable.
 pub fn is_disposable(vm: &Vm) -> bool {
-    vm.files.paths.data.join(RECORD).exists()
+    vm.files.disposable_record().exists()
 }
 
 /// The names of the disposables made from `template`.
@@ -358,8 +356,8 @@ fn all(layout: &Layout) -> Vec<(VmName, Option<Record>)> {
     };
     entries
         .flatten()
-        .filter(|entry| entry.path().join(RECORD).exists())
         .filter_map(|entry| entry.file_name().to_str()?.parse::<VmName>().ok())
+        .filter(|name| VmFiles::new(layout, name).disposable_record().exists())
         .map(|name| {
             let record = read_record(layout, &name);
             (name, record)
@@ -418,7 +416,7 @@ pub(crate) fn remove_folders(vm: &Vm) -> Result<(), Error> {
     let entries = std::fs::read_dir(&paths.data).map_err(Error::io("read", &paths.data))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.file_name() == Some(std::ffi::OsStr::new(RECORD)) {
+        if path == vm.files.disposable_record() {
             continue;
         }
         let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {

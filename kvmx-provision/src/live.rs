@@ -38,7 +38,7 @@ pub struct Mount {
 
 impl Vm {
     fn live_file(&self) -> Utf8PathBuf {
-        self.files.paths.runtime.join("live-mounts.json")
+        self.files.live_mounts()
     }
 
     /// The folders added with [`Vm::mount`] during this run.
@@ -100,8 +100,9 @@ impl Vm {
             .map(|n| format!("live{n}"))
             .find(|id| !mounts.iter().any(|m| &m.id == id))
             .expect("a free id");
-        let socket = self.files.paths.runtime.join(format!("vfs-{id}.sock"));
-        let log = self.files.paths.runtime.join(format!("virtiofsd-{id}.log"));
+        let socket = self.files.virtiofs_socket(&id);
+        crate::files::check_socket_path(socket.clone())?;
+        let log = self.files.virtiofsd_log(&id);
         crate::virtiofs::start(&socket, host, false, &log)?;
         let mut qmp = self.qmp()?;
         qmp.execute(&ChardevAdd::unix_client(

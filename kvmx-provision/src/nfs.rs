@@ -55,7 +55,7 @@ impl NfsServer {
 }
 
 fn record(runtime: &Utf8Path, id: &str) -> Utf8PathBuf {
-    runtime.join(format!("nfs-{id}.json"))
+    crate::files::nfs_record(runtime, id)
 }
 
 /// The kvmx-nfsd binary: `KVMX_NFSD`, else the one beside kvmx, on PATH or
@@ -91,7 +91,7 @@ pub fn start(runtime: &Utf8Path, share: &Share, qemu: i32) -> Result<NfsServer, 
     if share.read_only {
         command.arg("--read-only");
     }
-    let log = runtime.join(format!("nfs-{}.log", share.id));
+    let log = crate::files::nfs_log(runtime, share.id.as_str());
     let what = format!("the NFS server of share {}", share.id);
     let pid = crate::daemon::start(command, &what, &log, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()

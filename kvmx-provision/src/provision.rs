@@ -44,7 +44,7 @@ pub(crate) fn check(step: String, status: ExitStatus) -> Result<(), Error> {
 impl Vm {
     /// The last provisioning, if any.
     pub fn last_provisioned(&self) -> Option<ProvisionRecord> {
-        let text = std::fs::read_to_string(self.files.paths.data.join("provisioned.json")).ok()?;
+        let text = std::fs::read_to_string(self.files.provision_record()).ok()?;
         serde_json::from_str(&text).ok()
     }
 
@@ -78,7 +78,7 @@ impl Vm {
                 .map_or(0, |d| d.as_secs()),
             config: digest(&serde_json::to_string(provision).unwrap_or_default()),
         };
-        let path = self.files.paths.data.join("provisioned.json");
+        let path = self.files.provision_record();
         let text = serde_json::to_vec_pretty(&record).expect("records serialize");
         atomic_file::write(&path, &text, Overwrite::Yes)?;
         Ok(())

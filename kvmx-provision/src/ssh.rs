@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use camino::Utf8PathBuf;
 
 pub use exit::Wrapped;
-pub use master::{MASTER_SOCKET, end_master, master_socket};
+pub use master::{end_master, master_socket};
 
 use crate::Error;
 use crate::guest::words::quote;

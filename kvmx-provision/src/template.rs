@@ -54,7 +54,7 @@ impl Vm {
         let image = &mut config.image;
         match config.template.root {
             TemplateRoot::Overlay => {
-                image.path = Some(layout.vm(&name).data.join("root.qcow2"));
+                image.path = Some(VmFiles::new(layout, &name).root_overlay());
                 image.format = ImageFormat::Qcow2;
                 image.snapshot = false;
             }
@@ -79,7 +79,7 @@ impl Vm {
     /// The private disk of a template-based VM that has one.
     pub fn private_disk(&self) -> Option<Utf8PathBuf> {
         (self.template.is_some() && self.config.template.private_disk)
-            .then(|| self.files.paths.data.join("private.img"))
+            .then(|| self.files.private_disk())
     }
 
     /// The runtime folder of the VM whose image this VM's disk is built
@@ -225,7 +225,7 @@ impl Vm {
 
 fn open_backing_lock(files: &VmFiles) -> Result<File, Error> {
     ensure_private_dir(&files.paths.runtime)?;
-    let path = files.paths.runtime.join("backing.lock");
+    let path = files.backing_lock();
     std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

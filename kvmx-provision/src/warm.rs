@@ -77,6 +77,11 @@ fn disk_in(dir: &Utf8Path) -> Utf8PathBuf {
     dir.join("disk.qcow2")
 }
 
+/// What a state in `dir` was made from, to tell when it is stale.
+fn facts_in(dir: &Utf8Path) -> Utf8PathBuf {
+    dir.join("facts.json")
+}
+
 /// The guest memory file of a state in `dir`.
 pub(crate) fn memory_file(dir: &Utf8Path) -> Utf8PathBuf {
     dir.join("memory.ram")
@@ -113,7 +118,7 @@ fn folder(vm: &Vm) -> Option<Utf8PathBuf> {
 fn recipe_folder(template_data: &Utf8Path) -> Utf8PathBuf {
     let version = env!("CARGO_PKG_VERSION");
     let recipe = crate::provision::digest(&format!("{version}{PREPARE_GUEST}"));
-    template_data.join("warm").join(recipe)
+    crate::files::warm_states(template_data).join(recipe)
 }
 
 /// Removes the template's states made by another version of kvmx or
@@ -158,7 +163,7 @@ fn current_facts(vm: &Vm, accelerator: Accel) -> Option<Facts> {
 /// The usable warm state for the disposable `vm`; a stale one is removed.
 pub fn find(vm: &Vm) -> Option<WarmState> {
     let dir = folder(vm)?;
-    let text = std::fs::read_to_string(dir.join("facts.json")).ok()?;
+    let text = std::fs::read_to_string(facts_in(&dir)).ok()?;
     let facts: Facts = serde_json::from_str(&text).ok()?;
     if current_facts(vm, facts.accelerator).as_ref() != Some(&facts) {
         let _ = std::fs::remove_dir_all(&dir);
@@ -208,7 +213,7 @@ pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<Warm
     std::fs::rename(vm.image(), &disk).map_err(Error::io("keep", &disk))?;
     let text = serde_json::to_vec_pretty(&facts).expect("facts serialize");
     kvmx_core::atomic_file::write(
-        &fresh.join("facts.json"),
+        &facts_in(fresh),
         &text,
         kvmx_core::atomic_file::Overwrite::Yes,
     )?;

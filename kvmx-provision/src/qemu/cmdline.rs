@@ -75,7 +75,7 @@ pub struct Launch {
 impl Launch {
     /// The vhost-user socket of the virtiofs share `id`.
     pub fn virtiofs_socket(&self, id: &str) -> Utf8PathBuf {
-        self.runtime_dir.join(format!("vfs-{id}.sock"))
+        crate::files::virtiofs_socket(&self.runtime_dir, id)
     }
 }
 

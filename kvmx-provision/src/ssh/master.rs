@@ -18,19 +18,12 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::Error;
 use crate::ssh::SshTarget;
 
-/// The master's socket, in the VM's runtime folder.
-pub const MASTER_SOCKET: &str = "ssh.sock";
-/// Taken while a master is checked and started, so that two kvmx
-/// processes never start two.
-const MASTER_LOCK: &str = "ssh-master.lock";
-/// What the master said, for the error when it could not log in.
-const MASTER_LOG: &str = "ssh-master.log";
 /// The longest a master may take to log in.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The socket of the master of the VM whose runtime folder is `runtime`.
 pub fn master_socket(runtime: &Utf8Path) -> Utf8PathBuf {
-    runtime.join(MASTER_SOCKET)
+    crate::files::ssh_master_socket(runtime)
 }
 
 /// Ends the VM's master connection, if one runs; called when the VM stops
@@ -90,7 +83,7 @@ impl SshTarget {
             return Ok(());
         }
         let runtime = socket.parent().unwrap_or(Utf8Path::new("."));
-        let lock_path = runtime.join(MASTER_LOCK);
+        let lock_path = crate::files::ssh_master_lock(runtime);
         let lock = File::create(&lock_path).map_err(Error::io("create", &lock_path))?;
         lock.lock().map_err(Error::io("lock", &lock_path))?;
         if self.master_alive() {
@@ -98,7 +91,7 @@ impl SshTarget {
         }
         // A socket left by a master that died is in the way.
         let _ = std::fs::remove_file(socket);
-        let log_path = runtime.join(MASTER_LOG);
+        let log_path = crate::files::ssh_master_log(runtime);
         let log = File::create(&log_path).map_err(Error::io("create", &log_path))?;
         let mut login = self
             .master_command()

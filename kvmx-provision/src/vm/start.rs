@@ -73,7 +73,12 @@ impl Vm {
         progress: &mut Stages<'_>,
     ) -> Result<UpReport, Error> {
         let started_at = Instant::now();
-        self.files.check_socket_paths()?;
+        self.files.check_socket_paths(
+            self.config
+                .shares
+                .iter()
+                .map(|share| (share.id.as_str(), share.kind)),
+        )?;
         let lock = match RunLock::try_take(&self.files)? {
             RunLock::Acquired(lock) => lock,
             RunLock::Busy => return self.already_running(),
@@ -312,12 +317,8 @@ impl Vm {
             .iter()
             .filter(|s| s.kind == ShareKind::Virtiofs)
         {
-            let log = self
-                .files
-                .paths
-                .runtime
-                .join(format!("virtiofsd-{}.log", share.id));
-            let socket = launch.virtiofs_socket(share.id.as_str());
+            let log = self.files.virtiofsd_log(share.id.as_str());
+            let socket = self.files.virtiofs_socket(share.id.as_str());
             crate::virtiofs::start(&socket, &share.host, share.read_only, &log)?;
         }
         if let Some(pipe) = &launch.clock_pipe {
@@ -325,7 +326,7 @@ impl Vm {
         }
         // A fresh console log per run, so a crash shows this run's lines.
         let _ = std::fs::remove_file(self.files.console_log());
-        let stderr_path = self.files.paths.runtime.join("qemu.stderr");
+        let stderr_path = self.files.qemu_stderr();
         let stderr = File::create(&stderr_path).map_err(Error::io("create", &stderr_path))?;
         for lock in locks {
             state::hand_down(lock)?;

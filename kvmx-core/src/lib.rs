@@ -2,8 +2,10 @@
 //! bash `kvmxfile`), project discovery, the VM registry, where a VM's
 //! files live on disk, whether a VM runs, and an image's virtual size.
 //!
-//! Nothing here talks to QEMU or a guest; the one process this crate may
-//! start is `sh`, for the command substitutions of a legacy `kvmxfile`.
+//! Nothing here talks to QEMU or a guest. It also holds what every library
+//! shares: the progress events ([`observe`]), the cancel flag ([`cancel`])
+//! and the runner of child processes ([`process`]), through which its own
+//! one process, `sh` for a legacy `kvmxfile`'s command substitutions, runs.
 
 pub mod atomic_file;
 pub mod cancel;

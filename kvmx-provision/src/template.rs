@@ -50,7 +50,12 @@ impl Vm {
 
     /// A VM whose root comes from `template`'s image (a fresh overlay, or
     /// QEMU's `-snapshot` on the template's image).
-    pub fn on_template(layout: &Layout, name: VmName, mut config: Config, template: Vm) -> Vm {
+    pub(crate) fn on_template(
+        layout: &Layout,
+        name: VmName,
+        mut config: Config,
+        template: Vm,
+    ) -> Vm {
         let image = &mut config.image;
         match config.template.root {
             TemplateRoot::Overlay => {

@@ -22,14 +22,14 @@ pub fn console(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
 /// Connects the terminal to the VM's serial console until Ctrl-] or until
 /// the VM stops.
 pub fn attach_console(vm: &Vm, output: &Output) -> Result<(), CommandError> {
-    let socket = vm.files.serial_socket();
+    let socket = vm.files().serial_socket();
     let stream = UnixStream::connect(&socket).map_err(|e| {
         CommandError::from(kvmx_core::Error::io_doing("connect to", &socket)(e))
             .with_hint("is the VM running? see `kvmx status`")
     })?;
     output.info(&format!(
         "Connected to the console of {}; Ctrl-] detaches",
-        vm.name
+        vm.name()
     ));
     let _raw = RawTerminal::enter();
     let mut from_guest = stream.try_clone()?;
@@ -212,7 +212,7 @@ pub fn port(args: &PortArgs, context: &Context, output: &Output) -> Result<(), C
     let status = vm.status()?;
     if status.forwards.is_empty() {
         return Err(CliError::NoForwards {
-            vm: vm.name.to_string(),
+            vm: vm.name().to_string(),
         }
         .into());
     }

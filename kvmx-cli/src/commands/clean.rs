@@ -41,7 +41,7 @@ pub fn clean(
 
 pub fn clamav(args: &SanitizeArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let (template, paths) = template_and_paths(args, context, output)?;
-    let database = template.config.disposable.clamav_database.as_deref();
+    let database = template.config().disposable.clamav_database.as_deref();
     clean::check_scan(&paths, database)?;
     let scan = in_disposable(&template, context, output, |vm, progress| {
         clean::scan_in(vm, &paths, database, progress)

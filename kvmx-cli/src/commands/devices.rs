@@ -16,24 +16,27 @@ pub fn display(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
     let vm = context.load_vm(vm, output)?;
     if vm.status()?.state != kvmx_provision::State::Running {
         return Err(kvmx_provision::Error::NotRunning {
-            vm: vm.name.to_string(),
+            vm: vm.name().to_string(),
         }
         .into());
     }
-    let display = &vm.config.display;
+    let display = &vm.config().display;
     let (client, target) = match display.kind {
         DisplayKind::Spice => (
             &display.spice_client,
-            format!("spice+unix://{}", vm.files.spice_socket()),
+            format!("spice+unix://{}", vm.files().spice_socket()),
         ),
         DisplayKind::Vnc => (&display.vnc_client, vnc_target(&display.vnc_client, &vm)),
         DisplayKind::Gtk | DisplayKind::Sdl => {
-            output.info(&format!("{} shows its display in its own window", vm.name));
+            output.info(&format!(
+                "{} shows its display in its own window",
+                vm.name()
+            ));
             return Ok(());
         }
         DisplayKind::None => {
             return Err(CliError::NoDisplay {
-                vm: vm.name.to_string(),
+                vm: vm.name().to_string(),
             }
             .into());
         }
@@ -54,7 +57,7 @@ pub fn display(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
 
 /// virt-viewer's family takes a URI; other VNC viewers take the socket.
 fn vnc_target(client: &str, vm: &kvmx_provision::Vm) -> String {
-    let socket = vm.files.vnc_socket();
+    let socket = vm.files().vnc_socket();
     if client.contains("viewer") && (client.contains("remote") || client.contains("virt")) {
         format!("vnc+unix://{socket}")
     } else {
@@ -81,9 +84,9 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
     let (vm, device) = vm_and_last(&args.args);
     let (vendor, product) = parse_usb_id(device)?;
     let vm = context.load_vm(vm, output)?;
-    if vm.config.hardware.usb == 0 {
+    if vm.config().hardware.usb == 0 {
         return Err(CliError::NoUsbController {
-            vm: vm.name.to_string(),
+            vm: vm.name().to_string(),
         }
         .into());
     }
@@ -104,7 +107,7 @@ pub fn usb(command: &UsbCommand, context: &Context, output: &Output) -> Result<(
     };
     output.info(&format!(
         "USB device {vendor:04x}:{product:04x} {done} {}",
-        vm.name
+        vm.name()
     ));
     Ok(())
 }

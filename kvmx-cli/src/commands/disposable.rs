@@ -68,7 +68,7 @@ pub fn named(
     })?;
     let template = context.load_vm(Some(&args.template), output)?;
     let session = start(&template, &args.options, Some(name), context, output)?;
-    let name = session.vm().name.to_string();
+    let name = session.vm().name().to_string();
     session.release()?;
     output.info(&format!(
         "{name} is up: `kvmx ssh {name}` reaches it; `kvmx stop {name}` erases it"
@@ -107,12 +107,12 @@ pub(crate) fn start(
     erase_on_signal(session.vm().clone())?;
     output.info(&format!(
         "Starting {} from {}",
-        session.vm().name,
-        template.name
+        session.vm().name(),
+        template.name()
     ));
     session.boot(
         &mut output.stages(),
-        &mut Prefixed::new(session.vm().name.as_str()),
+        &mut Prefixed::new(session.vm().name().as_str()),
     )?;
     Ok(session)
 }
@@ -126,7 +126,7 @@ fn finish(
 ) -> Result<(), CommandError> {
     wait_if_interrupted();
     let alive = session.vm().is_running();
-    let name = session.vm().name.to_string();
+    let name = session.vm().name().to_string();
     session.erase()?;
     if !alive {
         return Err(CliError::DisposableDied {

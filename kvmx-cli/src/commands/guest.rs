@@ -15,7 +15,9 @@ pub fn ssh_config(
     output: &Output,
 ) -> Result<(), CommandError> {
     let vm = context.load_vm(vm, output)?;
-    let block = vm.ssh_target()?.config_block(&format!("kvmx-{}", vm.name));
+    let block = vm
+        .ssh_target()?
+        .config_block(&format!("kvmx-{}", vm.name()));
     output.result(block.trim_end());
     Ok(())
 }
@@ -135,8 +137,8 @@ pub fn provision(vm: Option<&str>, context: &Context, output: &Output) -> Result
 
 /// Provisions `vm`, streaming the guest's output behind its name.
 pub fn provision_vm(vm: &Vm, output: &Output) -> Result<(), CommandError> {
-    output.info(&format!("Provisioning {}", vm.name));
-    vm.provision(&mut Prefixed::new(vm.name.as_str()))?;
-    output.info(&format!("{} provisioned", vm.name));
+    output.info(&format!("Provisioning {}", vm.name()));
+    vm.provision(&mut Prefixed::new(vm.name().as_str()))?;
+    output.info(&format!("{} provisioned", vm.name()));
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::output::Prefixed;
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = context.load_vm(args.vm.as_deref(), output)?;
-    output.info(&format!("Starting {}", vm.name));
+    output.info(&format!("Starting {}", vm.name()));
     // The console replaces the wait for SSH, the hooks and provisioning.
     let up_to = if args.console {
         UpTo::Started
@@ -30,11 +30,11 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
     if output.json {
         output.json_result(&outcome);
     } else if !report.started {
-        output.info(&format!("{} is already running", vm.name));
+        output.info(&format!("{} is already running", vm.name()));
     } else {
         let ssh = report
             .ssh_port
-            .map(|port| format!("; SSH on 127.0.0.1:{port} (`kvmx ssh {}`)", vm.name))
+            .map(|port| format!("; SSH on 127.0.0.1:{port} (`kvmx ssh {}`)", vm.name()))
             .unwrap_or_default();
         let provisioned = if outcome.provisioned {
             ", provisioned"
@@ -43,7 +43,7 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
         };
         output.info(&format!(
             "{} is up after {:.1}s under {}{provisioned}{ssh}",
-            vm.name,
+            vm.name(),
             report.seconds,
             report.accelerator.as_str()
         ));
@@ -64,27 +64,27 @@ pub fn stop(args: &StopArgs, context: &Context, output: &Output) -> Result<(), C
 
 fn report_stop(vm: &Vm, step: StopStep, output: &Output) {
     if output.json {
-        output.json_result(&serde_json::json!({ "name": vm.name.as_str(), "stopped_by": step }));
+        output.json_result(&serde_json::json!({ "name": vm.name().as_str(), "stopped_by": step }));
         return;
     }
     let how = match step {
-        StopStep::AlreadyStopped => return output.info(&format!("{} is not running", vm.name)),
+        StopStep::AlreadyStopped => return output.info(&format!("{} is not running", vm.name())),
         StopStep::AcpiPowerdown => "the guest powered off (ACPI)",
         StopStep::SshPoweroff => "the guest powered off (poweroff over SSH)",
         StopStep::QmpQuit => "QEMU quit (QMP)",
         StopStep::Sigterm => "QEMU was terminated (SIGTERM)",
         StopStep::Sigkill => "QEMU was killed (SIGKILL)",
     };
-    output.info(&format!("{} stopped: {how}", vm.name));
+    output.info(&format!("{} stopped: {how}", vm.name()));
 }
 
 pub fn kill(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = context.load_vm(vm, output)?;
     let killed = vm.kill()?;
     output.info(&if killed {
-        format!("{} killed", vm.name)
+        format!("{} killed", vm.name())
     } else {
-        format!("{} is not running", vm.name)
+        format!("{} is not running", vm.name())
     });
     Ok(())
 }
@@ -98,10 +98,10 @@ pub fn suspend(
     let vm = context.load_vm(vm, output)?;
     if resume {
         vm.resume()?;
-        output.info(&format!("{} resumed", vm.name));
+        output.info(&format!("{} resumed", vm.name()));
     } else {
         vm.pause()?;
-        output.info(&format!("{} paused", vm.name));
+        output.info(&format!("{} paused", vm.name()));
     }
     Ok(())
 }
@@ -212,11 +212,11 @@ pub fn upgrade(
     output: &Output,
 ) -> Result<(), CommandError> {
     let vm = context.load_vm(vm_name, output)?;
-    let Some(command) = vm.config.provision.upgrade_command.clone() else {
+    let Some(command) = vm.config().provision.upgrade_command.clone() else {
         output.info(&format!(
             "{} has no provision.upgrade_command; nothing to do. For Debian: \
              upgrade_command = \"sudo apt-get update && sudo apt-get -y dist-upgrade\"",
-            vm.name
+            vm.name()
         ));
         return Ok(());
     };
@@ -230,10 +230,10 @@ pub fn upgrade(
             output,
         )?;
     }
-    output.info(&format!("Upgrading {}", vm.name));
+    output.info(&format!("Upgrading {}", vm.name()));
     let status = vm
         .guest()?
-        .run(&command, &mut Prefixed::new(vm.name.as_str()))?;
+        .run(&command, &mut Prefixed::new(vm.name().as_str()))?;
     if !status.success() {
         return Err(
             kvmx_provision::Error::Step(kvmx_provision::provision::StepFailed {
@@ -243,7 +243,7 @@ pub fn upgrade(
             .into(),
         );
     }
-    output.info(&format!("{} upgraded", vm.name));
+    output.info(&format!("{} upgraded", vm.name()));
     Ok(())
 }
 
@@ -261,7 +261,7 @@ pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result
         output,
     )?;
     vm.destroy()?;
-    output.info(&format!("{} destroyed; building it again", vm.name));
+    output.info(&format!("{} destroyed; building it again", vm.name()));
     // A fresh image is provisioned by `up` at its first start.
     up(
         &UpArgs {
@@ -288,10 +288,10 @@ pub fn destroy(
         output.detail(&format!("removed {path}"));
     }
     if purge {
-        Registry::unregister(&context.layout, vm.name.as_str())?;
+        Registry::unregister(&context.layout, vm.name().as_str())?;
     }
     if output.json {
-        output.json_result(&serde_json::json!({ "name": vm.name.as_str(), "removed": removed, "unregistered": purge }));
+        output.json_result(&serde_json::json!({ "name": vm.name().as_str(), "removed": removed, "unregistered": purge }));
     } else {
         let what = if purge {
             "destroyed and unregistered"
@@ -300,7 +300,7 @@ pub fn destroy(
         };
         output.info(&format!(
             "{} {what} ({} paths removed)",
-            vm.name,
+            vm.name(),
             removed.len()
         ));
     }
@@ -311,20 +311,20 @@ pub fn destroy(
 fn confirm(vm: &Vm) -> Result<(), CommandError> {
     if !std::io::stdin().is_terminal() {
         return Err(
-            CommandError::usage(format!("destroying {} needs confirmation", vm.name))
+            CommandError::usage(format!("destroying {} needs confirmation", vm.name()))
                 .with_hint("pass --yes to confirm without a terminal"),
         );
     }
     eprint!(
         "This deletes {} and {} for good.\nType the VM name ({}) to confirm: ",
         vm.image(),
-        vm.files.paths.data,
-        vm.name
+        vm.files().paths.data,
+        vm.name()
     );
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() != vm.name.as_str() {
+    if answer.trim() != vm.name().as_str() {
         return Err(CommandError::usage("not confirmed; nothing was deleted"));
     }
     Ok(())

@@ -16,7 +16,7 @@ pub fn list(vm: Option<&str>, context: &Context, output: &Output) -> Result<(), 
         return Ok(());
     }
     if mounts.is_empty() {
-        output.info(&format!("{} shares no folders", vm.name));
+        output.info(&format!("{} shares no folders", vm.name()));
         return Ok(());
     }
     output.result(&format!(
@@ -44,7 +44,11 @@ pub fn mount(args: &MountArgs, context: &Context, output: &Output) -> Result<(),
     let mount = vm.mount(&host, guest)?;
     output.info(&format!(
         "{} mounted at {} in {} ({}, {})",
-        mount.host, mount.guest, vm.name, mount.kind, mount.id
+        mount.host,
+        mount.guest,
+        vm.name(),
+        mount.kind,
+        mount.id
     ));
     Ok(())
 }

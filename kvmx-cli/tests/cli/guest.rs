@@ -432,11 +432,10 @@ impl Drop for KilledAtEnd<'_> {
 fn library_vm(sandbox: &Sandbox, project: &Path) -> kvmx_provision::Vm {
     let utf8 = |path: &Path| camino::Utf8PathBuf::from_path_buf(path.to_owned()).unwrap();
     let layout = kvmx_core::Layout::under(&utf8(&sandbox.root().join("kvmx")));
-    let loaded = kvmx_core::Project::find(&utf8(project))
+    let folder = utf8(project);
+    kvmx_provision::Vm::find(&layout, Some(folder.as_str()), &folder)
         .unwrap()
-        .load(&layout)
-        .unwrap();
-    kvmx_provision::Vm::open(&layout, loaded.name, loaded.config).unwrap()
+        .vm
 }
 
 #[test]

@@ -31,22 +31,22 @@ const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Vm {
     /// Its name.
-    pub name: VmName,
+    pub(crate) name: VmName,
     /// Its effective config.
-    pub config: Config,
+    pub(crate) config: Config,
     /// Its files.
-    pub files: VmFiles,
+    pub(crate) files: VmFiles,
     /// The folders of its base box, if it has one.
-    pub base: Option<VmPaths>,
+    pub(crate) base: Option<VmPaths>,
     /// The template whose image it runs from, if it is template-based.
-    pub template: Option<Box<Vm>>,
+    pub(crate) template: Option<Box<Vm>>,
     /// kvmx's folders.
-    pub layout: Layout,
+    pub(crate) layout: Layout,
 }
 
 impl Vm {
     /// The VM `name` with its resolved `config`.
-    pub fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
+    pub(crate) fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
         Vm {
             files: VmFiles::new(layout, &name),
             base: config.image.base.as_ref().map(|base| layout.vm(base)),
@@ -55,6 +55,31 @@ impl Vm {
             template: None,
             layout: layout.clone(),
         }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &VmName {
+        &self.name
+    }
+
+    /// Its effective config (defaults filled in, paths absolute).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Its files: runtime sockets and state, data folder.
+    pub fn files(&self) -> &VmFiles {
+        &self.files
+    }
+
+    /// The template it runs from, if it is template-based.
+    pub fn template(&self) -> Option<&Vm> {
+        self.template.as_deref()
+    }
+
+    /// kvmx's folders.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The disk image path.

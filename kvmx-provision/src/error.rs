@@ -360,12 +360,14 @@ pub enum ShareProblem {
         guest: String,
     },
     /// sshfs on the host could not mount the guest folder.
-    #[error("sshfs could not mount {guest} of the guest at {host}")]
+    #[error("sshfs could not mount {guest} of the guest at {host}: {said}")]
     HostMount {
         /// The guest folder.
         guest: String,
         /// The host folder.
         host: Utf8PathBuf,
+        /// How sshfs ended, and the end of what it said.
+        said: String,
     },
     /// A reverse sshfs mount did not appear in the guest in time.
     #[error("reverse sshfs of {host} did not mount at {guest} in the guest")]

@@ -108,6 +108,10 @@ impl VmFiles {
     pub fn virtiofsd_log(&self, id: &str) -> Utf8PathBuf {
         virtiofsd_log(&self.paths.runtime, id)
     }
+    /// What sshfs (and its ssh) said while mounting share `id` on the host.
+    pub fn sshfs_log(&self, id: &str) -> Utf8PathBuf {
+        self.runtime(&format!("sshfs-{id}.log"))
+    }
     /// What `up` decided for this run (pid, ports, accelerator).
     pub fn state_file(&self) -> Utf8PathBuf {
         self.runtime("state.json")

@@ -48,3 +48,22 @@ pub(crate) fn free_port() -> Result<u16, Error> {
         .port();
     Ok(port)
 }
+
+/// Runs `command`, killing it when it takes longer than `deadline`; its
+/// status, or `None` when it was killed.
+pub(crate) fn run_within(
+    command: &mut std::process::Command,
+    deadline: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let mut child = command.spawn()?;
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(None)
+}

@@ -16,6 +16,9 @@ use kvmx_core::config::{Share, ShareKind};
 use crate::guest::{Discard, quote};
 use crate::{Error, Provider, ShareProblem, Vm};
 
+/// How long sshfs may take to mount a guest folder on the host.
+const MOUNT_DEADLINE: Duration = Duration::from_secs(60);
+
 /// OpenSSH's SFTP server on Debian.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
@@ -67,14 +70,22 @@ impl Vm {
         if share.read_only {
             options.push_str(",ro");
         }
-        let status = Command::new("sshfs")
+        // sshfs returns once mounted, within a deadline. Its ssh child
+        // keeps the stderr it inherits, so that goes to a log in the
+        // runtime folder (never the terminal), whose end the error carries.
+        let log = self.files.sshfs_log(share.id.as_str());
+        let said = std::fs::File::create(&log).map_err(Error::io("create", &log))?;
+        let mut sshfs = Command::new("sshfs");
+        sshfs
             .arg("-o")
             .arg(options)
             .arg(format!("{}:{}", target.destination(), share.guest))
             .arg(&share.host)
             .stdin(Stdio::null())
-            .status()
-            .map_err(|source| match source.kind() {
+            .stdout(Stdio::null())
+            .stderr(said);
+        let ended = crate::host::run_within(&mut sshfs, MOUNT_DEADLINE).map_err(|source| {
+            match source.kind() {
                 std::io::ErrorKind::NotFound => Error::MissingTool {
                     program: "sshfs".into(),
                     needed_by: format!("the sshfs share {}", share.id),
@@ -84,17 +95,25 @@ impl Vm {
                     program: "sshfs".into(),
                     source,
                 },
-            })?;
-        if !status.success() {
-            return Err(Error::Share {
-                share: share.id.to_string(),
-                problem: ShareProblem::HostMount {
-                    guest: share.guest.to_string(),
-                    host: share.host.clone(),
-                },
-            });
+            }
+        })?;
+        if ended.is_some_and(|status| status.success()) {
+            return Ok(());
         }
-        Ok(())
+        let how = match ended {
+            Some(status) => status.to_string(),
+            None => format!("no answer within {} s", MOUNT_DEADLINE.as_secs()),
+        };
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail = crate::state::last_lines(&text, 3).join(" / ");
+        Err(Error::Share {
+            share: share.id.to_string(),
+            problem: ShareProblem::HostMount {
+                guest: share.guest.to_string(),
+                host: share.host.clone(),
+                said: format!("{how}; {tail}"),
+            },
+        })
     }
 
     fn mount_in_guest(&self, share: &Share) -> Result<(), Error> {

@@ -1,7 +1,7 @@
 //! Stopping a VM: the escalation from the ACPI button to SIGKILL, each step
 //! with a deadline; kill, pause, resume, destroy.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
@@ -71,7 +71,7 @@ impl Vm {
                     .stderr(Stdio::null());
                 // The connection drops as the guest goes down; a hung
                 // guest must not hang the stop.
-                let _ = run_within(&mut poweroff, patience);
+                let _ = crate::host::run_within(&mut poweroff, patience);
                 if wait_shutdown(&mut qmp, pid, patience) {
                     return Ok(self.stopped(StopStep::SshPoweroff));
                 }
@@ -212,20 +212,4 @@ fn wait_shutdown(qmp: &mut Option<Qmp>, pid: i32, patience: Duration) -> bool {
         // The event, or QEMU gone with its socket.
         _ => wait_exit(pid, QUIT_DEADLINE),
     }
-}
-
-/// Runs `command`, killing it when it takes longer than `deadline`; its
-/// status, or `None` when it was killed or could not start.
-fn run_within(command: &mut Command, deadline: Duration) -> Option<std::process::ExitStatus> {
-    let mut child = command.spawn().ok()?;
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    None
 }

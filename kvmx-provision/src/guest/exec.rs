@@ -27,9 +27,7 @@ impl Vm {
     /// The running guest, for commands, copies and scripts. Starts the VM's
     /// master SSH connection unless it runs (ended when the VM stops).
     pub fn guest(&self) -> Result<Guest, Error> {
-        let target = self.ssh_target()?;
-        target.ensure_master()?;
-        Ok(Guest { target })
+        Guest::new(self.ssh_target()?)
     }
 }
 
@@ -48,11 +46,19 @@ impl Guest {
 
     /// A command to run: several words are an argv (each quoted for the
     /// guest's shell, so each arrives as it is), a single word is a shell
-    /// command line (see [`command_line`]).
+    /// command line (see [`command_line`]). No words is an error when it
+    /// runs.
     pub fn exec<S: AsRef<str>>(&self, words: &[S]) -> Exec<'_> {
+        let line = if words.is_empty() {
+            Err(Error::Usage(
+                "no command to run in the guest: give at least one word".into(),
+            ))
+        } else {
+            command_line(words)
+        };
         Exec {
             guest: self,
-            line: command_line(words),
+            line,
             stdin: None,
             env: Vec::new(),
             limits: Limits::default(),

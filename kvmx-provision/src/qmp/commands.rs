@@ -21,11 +21,27 @@ pub trait Command: Serialize {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 pub struct Empty {}
 
+/// A command: its struct (a unit, or named fields as its arguments), its
+/// wire name and its reply type.
 macro_rules! command {
     ($(#[$doc:meta])* $name:ident = $wire:literal -> $reply:ty) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Default, Serialize)]
         pub struct $name;
+
+        impl Command for $name {
+            const NAME: &'static str = $wire;
+            type Reply = $reply;
+        }
+    };
+    ($(#[$doc:meta])* $name:ident = $wire:literal -> $reply:ty {
+        $($(#[$field_attr:meta])* $field:ident: $field_type:ty),* $(,)?
+    }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Serialize)]
+        pub struct $name {
+            $($(#[$field_attr])* pub $field: $field_type),*
+        }
 
         impl Command for $name {
             const NAME: &'static str = $wire;
@@ -80,12 +96,13 @@ pub struct MigrationInfo {
     pub error_desc: Option<String>,
 }
 
-/// Turns migration capabilities on or off.
-#[derive(Debug, Clone, Serialize)]
-pub struct MigrateSetCapabilities {
-    /// The capabilities.
-    pub capabilities: Vec<MigrationCapability>,
-}
+command!(
+    /// Turns migration capabilities on or off.
+    MigrateSetCapabilities = "migrate-set-capabilities" -> Empty {
+        /// The capabilities.
+        capabilities: Vec<MigrationCapability>,
+    }
+);
 
 impl MigrateSetCapabilities {
     /// Turns each of `names` on.
@@ -102,11 +119,6 @@ impl MigrateSetCapabilities {
     }
 }
 
-impl Command for MigrateSetCapabilities {
-    const NAME: &'static str = "migrate-set-capabilities";
-    type Reply = Empty;
-}
-
 /// One migration capability and its state.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrationCapability {
@@ -116,42 +128,30 @@ pub struct MigrationCapability {
     pub state: bool,
 }
 
-/// Migrates the running guest's state out to `uri`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Migrate {
-    /// Where to (`exec:...`, `unix:...`).
-    pub uri: String,
-}
+command!(
+    /// Migrates the running guest's state out to `uri`.
+    Migrate = "migrate" -> Empty {
+        /// Where to (`exec:...`, `unix:...`).
+        uri: String,
+    }
+);
 
-impl Command for Migrate {
-    const NAME: &'static str = "migrate";
-    type Reply = Empty;
-}
+command!(
+    /// Loads a guest state into a QEMU started with `-incoming defer`.
+    MigrateIncoming = "migrate-incoming" -> Empty {
+        /// Where from.
+        uri: String,
+    }
+);
 
-/// Loads a guest state into a QEMU started with `-incoming defer`.
-#[derive(Debug, Clone, Serialize)]
-pub struct MigrateIncoming {
-    /// Where from.
-    pub uri: String,
-}
-
-impl Command for MigrateIncoming {
-    const NAME: &'static str = "migrate-incoming";
-    type Reply = Empty;
-}
-
-/// A human monitor (HMP) command.
-#[derive(Debug, Clone, Serialize)]
-pub struct HumanMonitorCommand {
-    /// The command line.
-    #[serde(rename = "command-line")]
-    pub command_line: String,
-}
-
-impl Command for HumanMonitorCommand {
-    const NAME: &'static str = "human-monitor-command";
-    type Reply = String;
-}
+command!(
+    /// A human monitor (HMP) command.
+    HumanMonitorCommand = "human-monitor-command" -> String {
+        /// The command line.
+        #[serde(rename = "command-line")]
+        command_line: String,
+    }
+);
 
 /// Adds a device: its properties, a JSON object whose keys depend on the
 /// driver.
@@ -163,26 +163,23 @@ impl Command for DeviceAdd {
     type Reply = Empty;
 }
 
-/// Asks the guest to release device `id`; `DEVICE_DELETED` tells when.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceDel {
-    /// The device.
-    pub id: String,
-}
+command!(
+    /// Asks the guest to release device `id`; `DEVICE_DELETED` tells when.
+    DeviceDel = "device_del" -> Empty {
+        /// The device.
+        id: String,
+    }
+);
 
-impl Command for DeviceDel {
-    const NAME: &'static str = "device_del";
-    type Reply = Empty;
-}
-
-/// Adds a character device that connects to a unix socket.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChardevAdd {
-    /// Its id.
-    pub id: String,
-    /// What it is.
-    pub backend: Value,
-}
+command!(
+    /// Adds a character device.
+    ChardevAdd = "chardev-add" -> Value {
+        /// Its id.
+        id: String,
+        /// What it is.
+        backend: Value,
+    }
+);
 
 impl ChardevAdd {
     /// A chardev `id` that connects to the unix socket `path`.
@@ -197,19 +194,10 @@ impl ChardevAdd {
     }
 }
 
-impl Command for ChardevAdd {
-    const NAME: &'static str = "chardev-add";
-    type Reply = Value;
-}
-
-/// Removes character device `id`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChardevRemove {
-    /// The chardev.
-    pub id: String,
-}
-
-impl Command for ChardevRemove {
-    const NAME: &'static str = "chardev-remove";
-    type Reply = Empty;
-}
+command!(
+    /// Removes character device `id`.
+    ChardevRemove = "chardev-remove" -> Empty {
+        /// The chardev.
+        id: String,
+    }
+);

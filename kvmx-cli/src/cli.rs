@@ -274,6 +274,9 @@ pub struct UpArgs {
     /// Follow the serial console after starting instead of waiting for SSH.
     #[arg(long)]
     pub console: bool,
+    /// Fail when the VM has no image, instead of building it.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 /// `kvmx stop`.

@@ -492,6 +492,7 @@ mod tests {
             ("Running", E::Running { vm: vm() }, 1),
             ("NotRunning", E::NotRunning { vm: vm() }, 1),
             ("Locked", E::Locked { vm: vm() }, 1),
+            ("InUse", E::InUse { vm: vm() }, 1),
             (
                 "ImageInUse",
                 E::ImageInUse {

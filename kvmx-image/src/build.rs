@@ -220,6 +220,9 @@ impl ImageBuilder {
             self.name,
             self.image()
         ));
+        // A key made by a build that fails goes with it; one from an
+        // earlier build stays, so that a rebuilt image trusts it again.
+        let had_key = self.paths.ssh_key().is_file();
         let mut timer = Timer {
             stages: Stages::new(observer),
             times: Vec::new(),
@@ -230,7 +233,12 @@ impl ImageBuilder {
         };
         match &result {
             Ok(_) => runner.note("# done"),
-            Err(e) => runner.note(&format!("# failed: {e}")),
+            Err(e) => {
+                runner.note(&format!("# failed: {e}"));
+                if !had_key {
+                    keys::remove_client_key(&self.paths);
+                }
+            }
         }
         let mut report = result?;
         report.stages = std::mem::take(&mut timer.times);

@@ -74,6 +74,18 @@ pub fn client_key(paths: &VmPaths, vm: &VmName) -> Result<String> {
     Ok(line)
 }
 
+/// Removes the VM's client key pair (and its folder, once empty): a build
+/// that failed leaves no key it made.
+pub fn remove_client_key(paths: &VmPaths) {
+    let private = paths.ssh_key();
+    let _ = std::fs::remove_file(format!("{private}.pub"));
+    let _ = std::fs::remove_file(&private);
+    if let Some(folder) = private.parent() {
+        // Only when empty: a known_hosts of an earlier image stays.
+        let _ = std::fs::remove_dir(folder);
+    }
+}
+
 /// Writes a file readable by its owner alone, creating its folder (0700).
 pub fn write_private(path: &Utf8Path, contents: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {

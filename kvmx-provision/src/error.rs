@@ -79,6 +79,13 @@ pub enum Error {
         /// The VM.
         vm: String,
     },
+    /// The VM's run lock is held: its QEMU runs, or another kvmx command
+    /// is starting or removing it.
+    #[error("{vm} is in use: it runs, or another kvmx command is starting or removing it")]
+    InUse {
+        /// The VM.
+        vm: String,
+    },
     /// Another kvmx holds the VM's lock and has not started QEMU in time.
     #[error("{vm} is locked by another kvmx that has not started QEMU")]
     Locked {
@@ -455,6 +462,7 @@ impl Error {
             | Error::Running { .. }
             | Error::NotRunning { .. }
             | Error::Locked { .. }
+            | Error::InUse { .. }
             | Error::ImageInUse { .. }
             | Error::BackingRunning { .. }
             | Error::HasDependants { .. }
@@ -500,6 +508,10 @@ impl Error {
                 "point image.path at a qcow2 overlay, or set image.recreate_overlay = false".into(),
             ),
             Error::Running { .. } => Some("stop it first with `kvmx stop`".into()),
+            Error::InUse { .. } => Some(
+                "see `kvmx status`; stop it with `kvmx stop`, or let the other command finish"
+                    .into(),
+            ),
             Error::NotRunning { .. } => Some("start it with `kvmx up`".into()),
             Error::Locked { .. } => Some(
                 "another `kvmx` is starting it: wait for that one, then see `kvmx status`".into(),

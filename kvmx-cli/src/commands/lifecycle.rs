@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use kvmx_core::CancelFlag;
 use kvmx_core::Registry;
-use kvmx_provision::{State, Status, StopOptions, StopStep, UpOptions, UpTo, Vm};
+use kvmx_provision::{ImagePolicy, State, Status, StopOptions, StopStep, UpOptions, UpTo, Vm};
 
 use super::Context;
 use crate::cli::{DestroyArgs, StopArgs, UpArgs};
@@ -22,7 +22,13 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
     } else {
         UpTo::Ready
     };
+    let image = if args.no_build {
+        ImagePolicy::Fail
+    } else {
+        ImagePolicy::Build
+    };
     let options = UpOptions::new()
+        .image(image)
         .up_to(up_to)
         .cancel(CancelFlag::on_signals()?);
     let outcome = vm.up_with(&options, &mut output.stages())?;
@@ -120,6 +126,7 @@ pub fn restart(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
         &UpArgs {
             vm: name,
             console: false,
+            no_build: false,
         },
         context,
         output,
@@ -225,6 +232,7 @@ pub fn upgrade(
             &UpArgs {
                 vm: vm_name.map(str::to_owned),
                 console: false,
+                no_build: false,
             },
             context,
             output,
@@ -267,6 +275,7 @@ pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result
         &UpArgs {
             vm: args.vm.clone(),
             console: false,
+            no_build: false,
         },
         context,
         output,

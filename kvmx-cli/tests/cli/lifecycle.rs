@@ -300,7 +300,7 @@ fn destroy_refuses_while_running_then_removes_the_data() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
-    assert!(output_text(&refused).1.contains("is running"));
+    assert!(output_text(&refused).1.contains("is in use"));
     let unconfirmed = sandbox.kvmx_in(&project).arg("destroy").output().unwrap();
     assert_eq!(unconfirmed.status.code(), Some(2));
     sandbox.kvmx_in(&project).arg("kill").assert().success();

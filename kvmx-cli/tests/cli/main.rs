@@ -11,6 +11,7 @@ mod import;
 mod init;
 mod lifecycle;
 mod list;
+mod races;
 
 use std::path::{Path, PathBuf};
 

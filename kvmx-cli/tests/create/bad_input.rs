@@ -39,11 +39,16 @@ fn unreachable_mirror() {
         "vm",
         &config("vm", "[create]\nmirror = \"http://127.0.0.1:9/debian\"\n"),
     );
+    let log = home.data("vm").join("create.log");
     fails_with(
         &home,
         &project,
         "vm",
-        &["bootstrap the system with mmdebstrap failed", "127.0.0.1"],
+        &[
+            "bootstrap the system with mmdebstrap failed",
+            "127.0.0.1",
+            &format!("hint: the full output is in {log}"),
+        ],
     );
 }
 

@@ -13,7 +13,7 @@ use super::Vm;
 use crate::Error;
 use crate::host::{signal, wait_exit};
 use crate::qmp::{Qmp, QmpError, commands};
-use crate::state::{self, Probe};
+use crate::state::{self, Probe, RunLock};
 
 /// How long QMP `quit` and SIGTERM each get before the next step.
 const QUIT_DEADLINE: Duration = Duration::from_secs(10);
@@ -129,11 +129,18 @@ impl Vm {
     /// Deletes the VM's disk image and data folder (keys, logs). Refuses
     /// while it runs; never deletes a block device.
     pub fn destroy(&self) -> Result<Vec<Utf8PathBuf>, Error> {
-        if self.running_state()?.is_some() {
-            return Err(Error::Running {
-                vm: self.name.to_string(),
-            });
-        }
+        // The run lock, held to the end: an `up` that comes meanwhile finds
+        // it busy, and a run or a starting `up` (whose QEMU holds it from
+        // its first instant) makes this refuse. Never a QEMU on a deleted
+        // image, never half a data folder.
+        let _lock = match RunLock::try_take(&self.files)? {
+            RunLock::Acquired(lock) => lock,
+            RunLock::Busy => {
+                return Err(Error::InUse {
+                    vm: self.name.to_string(),
+                });
+            }
+        };
         let dependants = self.dependants();
         if !dependants.is_empty() {
             return Err(Error::HasDependants {

@@ -99,6 +99,31 @@ fn a_debian_guest_lives_its_whole_life() {
 }
 
 #[test]
+fn up_after_a_killed_up_waits_until_the_guest_answers_ssh() {
+    let sandbox = Sandbox::new();
+    let project = debian_vm(&sandbox, "again", "");
+    let mut first = sandbox
+        .kvmx_process(&project)
+        .arg("up")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1200);
+    while status(&sandbox, &project)["state"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "QEMU never ran");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // kill -9 while the guest boots: QEMU runs on, and the next `up`
+    // waits for SSH as a fresh one does, so `ssh` right after it works.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    run_ok(&sandbox, &project, &["up"]);
+    assert_eq!(run_ok(&sandbox, &project, &["ssh", "--", "true"]), "");
+    run_ok(&sandbox, &project, &["kill"]);
+}
+
+#[test]
 fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
     let sandbox = Sandbox::new();
     let project = debian_vm(

@@ -7,17 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Sandbox, output_text, status};
+use crate::{Sandbox, output_text, status, write_halting_disk};
 
 /// A project whose VM boots a halting boot sector, with `extra` TOML.
 fn halting_vm(sandbox: &Sandbox, name: &str, extra: &str) -> PathBuf {
     let project = sandbox.dir(name);
-    let mut sector = vec![0u8; 512];
-    sector[..3].copy_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp $-1
-    sector[510] = 0x55;
-    sector[511] = 0xAA;
-    sector.resize(1024 * 1024, 0);
-    std::fs::write(project.join("disk.raw"), sector).unwrap();
+    write_halting_disk(&project.join("disk.raw"));
     std::fs::write(
         project.join("kvmx.toml"),
         format!(

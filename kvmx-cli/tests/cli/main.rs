@@ -102,3 +102,14 @@ pub(crate) fn status(sandbox: &Sandbox, project: &Path) -> serde_json::Value {
     assert!(output.status.success(), "{output:?}");
     serde_json::from_slice(&output.stdout).unwrap()
 }
+
+/// A 1 MiB raw disk whose boot sector only halts: a VM that boots at once
+/// and never answers SSH or ACPI.
+pub(crate) fn write_halting_disk(path: &Path) {
+    let mut sector = vec![0u8; 512];
+    sector[..3].copy_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp $-1
+    sector[510] = 0x55;
+    sector[511] = 0xAA;
+    sector.resize(1024 * 1024, 0);
+    std::fs::write(path, sector).unwrap();
+}

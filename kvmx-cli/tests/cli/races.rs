@@ -27,12 +27,7 @@ fn halting_vm(home: &Home, name: &str) -> Utf8PathBuf {
 }
 
 fn write_disk(project: &Utf8Path) {
-    let mut sector = vec![0u8; 512];
-    sector[..3].copy_from_slice(&[0xF4, 0xEB, 0xFD]); // hlt; jmp $-1
-    sector[510] = 0x55;
-    sector[511] = 0xAA;
-    sector.resize(1024 * 1024, 0);
-    std::fs::write(project.join("disk.raw"), sector).unwrap();
+    crate::write_halting_disk(project.join("disk.raw").as_std_path());
 }
 
 fn spawn(home: &Home, project: &Utf8Path, args: &[&str]) -> Child {

@@ -297,6 +297,10 @@ pub struct DestroyArgs {
     /// Do not ask for confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// When another kvmx command holds the VM (starting or removing it),
+    /// wait up to this many seconds for it instead of refusing.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+    pub wait: Option<u64>,
 }
 
 /// `kvmx ssh`.

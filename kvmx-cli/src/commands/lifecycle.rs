@@ -268,7 +268,7 @@ pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result
         context,
         output,
     )?;
-    vm.destroy()?;
+    vm.destroy_waiting(wait(args))?;
     output.info(&format!("{} destroyed; building it again", vm.name()));
     // A fresh image is provisioned by `up` at its first start.
     up(
@@ -292,7 +292,7 @@ pub fn destroy(
     if !args.yes {
         confirm(&vm)?;
     }
-    let removed = vm.destroy()?;
+    let removed = vm.destroy_waiting(wait(args))?;
     for path in &removed {
         output.detail(&format!("removed {path}"));
     }
@@ -314,6 +314,11 @@ pub fn destroy(
         ));
     }
     Ok(())
+}
+
+/// How long `--wait` lets destroy wait for the VM's lock.
+fn wait(args: &DestroyArgs) -> std::time::Duration {
+    std::time::Duration::from_secs(args.wait.unwrap_or(0))
 }
 
 /// Asks the user to type the VM's name; refuses without a terminal.

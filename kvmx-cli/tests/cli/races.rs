@@ -159,3 +159,41 @@ fn up_and_destroy_racing_leave_a_whole_vm_or_none() {
         outcomes[1], outcomes[0]
     );
 }
+
+#[test]
+fn destroy_with_wait_goes_on_once_the_other_command_lets_go() {
+    let home = Runtime::get().home("held");
+    let project = halting_vm(&home, "held");
+    // Hold the run lock as a starting `up` does.
+    let run = home.kvmx_home().join("run").join("held");
+    std::fs::create_dir_all(&run).unwrap();
+    let lock_file = std::fs::File::create(run.join("lock")).unwrap();
+    let lock_path = run.join("lock");
+    for path in [
+        &home.kvmx_home(),
+        &home.kvmx_home().join("run"),
+        &run,
+        &lock_path,
+    ] {
+        std::process::Command::new("chown")
+            .arg("--reference")
+            .arg(project.join("kvmx.toml"))
+            .arg(path)
+            .status()
+            .unwrap();
+    }
+    lock_file.lock().unwrap();
+    let refused = home.run(kvmx(), &project, &["destroy", "--yes"]);
+    assert!(text(&refused).contains("is in use"), "{}", text(&refused));
+    let mut waiting = spawn(&home, &project, &["destroy", "--yes", "--wait", "60"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "destroy did not wait"
+    );
+    drop(lock_file);
+    let destroyed = waiting.wait_with_output().unwrap();
+    assert!(destroyed.status.success(), "{}", text(&destroyed));
+    assert!(!project.join("disk.raw").exists());
+    assert!(!home.data("held").exists());
+}

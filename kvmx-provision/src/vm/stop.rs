@@ -129,16 +129,28 @@ impl Vm {
     /// Deletes the VM's disk image and data folder (keys, logs). Refuses
     /// while it runs; never deletes a block device.
     pub fn destroy(&self) -> Result<Vec<Utf8PathBuf>, Error> {
+        self.destroy_waiting(Duration::ZERO)
+    }
+
+    /// [`Vm::destroy`], waiting up to `patience` while another command
+    /// holds the VM's run lock; a VM still held then is refused as in use.
+    pub fn destroy_waiting(&self, patience: Duration) -> Result<Vec<Utf8PathBuf>, Error> {
         // The run lock, held to the end: an `up` that comes meanwhile finds
         // it busy, and a run or a starting `up` (whose QEMU holds it from
         // its first instant) makes this refuse. Never a QEMU on a deleted
         // image, never half a data folder.
-        let _lock = match RunLock::try_take(&self.files)? {
-            RunLock::Acquired(lock) => lock,
-            RunLock::Busy => {
-                return Err(Error::InUse {
-                    vm: self.name.to_string(),
-                });
+        let deadline = Instant::now() + patience;
+        let _lock = loop {
+            match RunLock::try_take(&self.files)? {
+                RunLock::Acquired(lock) => break lock,
+                RunLock::Busy if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                RunLock::Busy => {
+                    return Err(Error::InUse {
+                        vm: self.name.to_string(),
+                    });
+                }
             }
         };
         let dependants = self.dependants();

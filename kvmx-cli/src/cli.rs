@@ -287,6 +287,10 @@ pub struct StopArgs {
     /// Skip the guest's own shutdown: QMP quit, then signals.
     #[arg(long)]
     pub force: bool,
+    /// Seconds the guest gets at each polite step (ACPI, then poweroff over
+    /// SSH); default: supervise.shutdown_timeout.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
 }
 
 /// `kvmx destroy` and `kvmx purge`.

@@ -86,6 +86,7 @@ impl UpOptions {
 pub struct StopOptions {
     force: bool,
     skip_hooks: bool,
+    timeout: Option<Duration>,
     cancel: CancelFlag,
 }
 
@@ -104,6 +105,15 @@ impl StopOptions {
     /// Power off without running the power-off hooks.
     pub fn skip_hooks(mut self, skip: bool) -> Self {
         self.skip_hooks = skip;
+        self
+    }
+
+    /// How long the guest gets at each polite step (the ACPI button, then
+    /// `poweroff` over SSH) before the next; default: the VM's
+    /// `supervise.shutdown_timeout`. QMP `quit` and the signals that follow
+    /// have their own short deadlines.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
@@ -245,6 +255,9 @@ impl Vm {
             }
         }
         let force = options.force || options.cancel.is_cancelled();
-        self.stop(force, stages.observer())
+        let patience = options
+            .timeout
+            .unwrap_or(Duration::from_secs(self.config.supervise.shutdown_timeout));
+        self.stop_within(force, patience, stages.observer())
     }
 }

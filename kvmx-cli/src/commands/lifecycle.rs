@@ -62,7 +62,10 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
 
 pub fn stop(args: &StopArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = context.load_vm(args.vm.as_deref(), output)?;
-    let options = StopOptions::new().force(args.force);
+    let mut options = StopOptions::new().force(args.force);
+    if let Some(seconds) = args.timeout {
+        options = options.timeout(std::time::Duration::from_secs(seconds));
+    }
     let step = vm.stop_with(&options, &mut output.stages())?;
     report_stop(&vm, step, output);
     Ok(())
@@ -118,6 +121,7 @@ pub fn restart(vm: Option<&str>, context: &Context, output: &Output) -> Result<(
         &StopArgs {
             vm: name.clone(),
             force: false,
+            timeout: None,
         },
         context,
         output,
@@ -264,6 +268,7 @@ pub fn recycle(args: &DestroyArgs, context: &Context, output: &Output) -> Result
         &StopArgs {
             vm: args.vm.clone(),
             force: false,
+            timeout: None,
         },
         context,
         output,

@@ -55,6 +55,13 @@ fn qemus_in(sandbox: &Sandbox) -> usize {
 fn up_status_pause_resume_stop() {
     let sandbox = Sandbox::new();
     let project = halting_vm(&sandbox, "plain", "");
+    let config = project.join("kvmx.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        toml.replace("shutdown_timeout = 2", "shutdown_timeout = 600"),
+    )
+    .unwrap();
     assert_eq!(state(&sandbox, &project), "stopped");
     let up = sandbox
         .kvmx_in(&project)
@@ -82,10 +89,11 @@ fn up_status_pause_resume_stop() {
     sandbox.kvmx_in(&project).arg("resume").assert().success();
     assert_eq!(state(&sandbox, &project), "running");
 
-    // The guest ignores ACPI and has no SSH: stop escalates to QMP quit.
+    // The guest ignores ACPI and has no SSH: stop escalates to QMP quit,
+    // after the --timeout given, not the config's ten minutes.
     let stop = sandbox
         .kvmx_in(&project)
-        .args(["stop", "--json"])
+        .args(["stop", "--json", "--timeout", "1"])
         .output()
         .unwrap();
     assert!(stop.status.success(), "{stop:?}");

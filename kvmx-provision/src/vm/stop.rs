@@ -41,6 +41,18 @@ impl Vm {
     /// button, SSH `poweroff`, QMP `quit`, SIGTERM, SIGKILL. `force` goes
     /// straight to QMP `quit`.
     pub fn stop(&self, force: bool, observer: &mut dyn Observer) -> Result<StopStep, Error> {
+        let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
+        self.stop_within(force, patience, observer)
+    }
+
+    /// [`Vm::stop`] with `patience` for each polite step (the ACPI button,
+    /// `poweroff` over SSH) instead of `supervise.shutdown_timeout`.
+    pub(crate) fn stop_within(
+        &self,
+        force: bool,
+        patience: Duration,
+        observer: &mut dyn Observer,
+    ) -> Result<StopStep, Error> {
         let mut progress = Stages::new(observer);
         let Some(run) = self.running_state()? else {
             self.cleared();
@@ -48,7 +60,6 @@ impl Vm {
         };
         // A host mount of a guest folder would hang once the guest is gone.
         self.unmount_ssh_shares();
-        let patience = Duration::from_secs(self.config.supervise.shutdown_timeout);
         let pid = run.pid;
         // One QMP connection for the whole escalation: the guest's
         // SHUTDOWN event ends each wait.

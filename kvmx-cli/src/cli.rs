@@ -91,10 +91,16 @@ pub enum Command {
     Run(RunArgs),
     /// Sync the provision folders and run the provision command.
     Provision(VmArg),
-    /// Run the configured upgrade command (starting the VM if needed).
+    /// Run the configured upgrade command (a stopped VM is started for it,
+    /// then stopped again).
     Upgrade(VmArg),
     /// Stop, destroy, rebuild, start and provision a VM in one step.
     Recycle(DestroyArgs),
+    /// Run a kvmx subcommand (up, stop, restart, status, provision,
+    /// upgrade, ssh -- COMMAND) on many VMs in parallel, each output line
+    /// behind the VM's name, then a summary table; `foreach --managed --
+    /// upgrade` is the mass upgrade.
+    Foreach(ForeachArgs),
     /// List the folders shared with a VM, and how.
     Shares(VmArg),
     /// Make a host folder appear in a running VM (virtiofs, no reboot).
@@ -277,6 +283,32 @@ pub struct UpArgs {
     /// Fail when the VM has no image, instead of building it.
     #[arg(long)]
     pub no_build: bool,
+}
+
+/// `kvmx foreach`.
+#[derive(Debug, Args)]
+pub struct ForeachArgs {
+    /// VM names or glob patterns (`web-*`), besides or instead of the
+    /// selection flags.
+    pub vms: Vec<String>,
+    /// Every registered VM.
+    #[arg(long)]
+    pub all: bool,
+    /// The VMs with `supervise.manage = true`.
+    #[arg(long)]
+    pub managed: bool,
+    /// Only those that run now.
+    #[arg(long)]
+    pub running: bool,
+    /// Only those that do not run now.
+    #[arg(long)]
+    pub stopped: bool,
+    /// How many VMs at once.
+    #[arg(short = 'j', long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: u16,
+    /// The subcommand and its arguments: `-- upgrade`, `-- ssh -- uname -a`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 /// `kvmx stop`.

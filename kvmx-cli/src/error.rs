@@ -141,6 +141,22 @@ pub enum CliError {
         /// The VM.
         vm: String,
     },
+    /// `kvmx foreach` was given no VM to act on.
+    #[error("no VM selected{0}")]
+    NothingSelected(String),
+    /// `kvmx foreach` cannot run this subcommand.
+    #[error("`kvmx foreach` cannot run `{0}`")]
+    NotForeach(String),
+    /// Some VMs of a `kvmx foreach` failed.
+    #[error("{failed} of {of} VMs failed: {}", .names.join(", "))]
+    SomeFailed {
+        /// How many failed.
+        failed: usize,
+        /// Out of how many.
+        of: usize,
+        /// Which.
+        names: Vec<String>,
+    },
 }
 
 impl CliError {
@@ -159,7 +175,9 @@ impl CliError {
             | CliError::NoKvmxfile(_)
             | CliError::LegacyProject(_)
             | CliError::NoDisplay { .. }
-            | CliError::NoUsbController { .. } => Kind::Usage,
+            | CliError::NoUsbController { .. }
+            | CliError::NothingSelected(_)
+            | CliError::NotForeach(_) => Kind::Usage,
             CliError::GuestCommand { code, .. } => {
                 Kind::Guest(u8::try_from(*code).unwrap_or(1).max(1))
             }
@@ -169,7 +187,8 @@ impl CliError {
             | CliError::DisposableDied { .. }
             | CliError::NotCleaned(_)
             | CliError::Infected(_)
-            | CliError::NoPassword { .. } => Kind::Failure,
+            | CliError::NoPassword { .. }
+            | CliError::SomeFailed { .. } => Kind::Failure,
         }
     }
 
@@ -196,6 +215,12 @@ impl CliError {
                 "set hardware.usb = 2 (or 3) in kvmx.toml and restart the VM"
             }
             CliError::NoForwards { .. } => "start it with `kvmx up`",
+            CliError::NothingSelected(_) => {
+                "name VMs or globs, or pass --all, --managed, --running or --stopped"
+            }
+            CliError::NotForeach(_) => {
+                "foreach runs up, stop, restart, status, provision, upgrade and ssh -- COMMAND"
+            }
             CliError::NoForwardTo { .. } => "add it to network.forwards in kvmx.toml",
             CliError::NoPassword { .. } => {
                 "a password set in the config or a locked one is not kept; \
@@ -739,6 +764,17 @@ mod tests {
                 4,
             ),
             ("NoPassword", E::NoPassword { vm: vm() }, 1),
+            ("NothingSelected", E::NothingSelected(String::new()), 2),
+            ("NotForeach", E::NotForeach("console".into()), 2),
+            (
+                "SomeFailed",
+                E::SomeFailed {
+                    failed: 1,
+                    of: 2,
+                    names: vec![vm()],
+                },
+                1,
+            ),
         ]
     }
 

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use kvmx_core::observe::{Event, Observer};
 use kvmx_provision::guest::{OutputSink, Stream};
 
 use crate::cli::GlobalArgs;
@@ -75,9 +76,13 @@ impl Output {
     }
 }
 
-/// Guest output on our stdout and stderr, each line behind a prefix.
+/// Guest output on our stdout and stderr, each line behind a prefix; as an
+/// observer, also the stages, notes and warnings of the work, one line
+/// each, so that several VMs' lines can interleave and stay readable.
 pub struct Prefixed {
     prefix: String,
+    /// Guest stdout goes to stderr (stdout carries a JSON result).
+    stdout_to_stderr: bool,
 }
 
 impl Prefixed {
@@ -89,16 +94,44 @@ impl Prefixed {
             } else {
                 format!("[{prefix}] ")
             },
+            stdout_to_stderr: false,
         }
+    }
+
+    /// Sends guest stdout to stderr too, when `json` results use stdout.
+    pub fn keep_stdout_for_json(mut self, json: bool) -> Self {
+        self.stdout_to_stderr = json;
+        self
+    }
+
+    fn write(&self, stream: Stream, line: &str) {
+        let text = format!("{}{line}\n", self.prefix);
+        let _ = match stream {
+            Stream::Stdout if !self.stdout_to_stderr => {
+                std::io::stdout().lock().write_all(text.as_bytes())
+            }
+            _ => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
     }
 }
 
 impl OutputSink for Prefixed {
     fn line(&mut self, stream: Stream, line: &str) {
-        let text = format!("{}{line}\n", self.prefix);
-        let _ = match stream {
-            Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
-            Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
-        };
+        self.write(stream, line);
+    }
+}
+
+impl Observer for Prefixed {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::StageFinished { stage, elapsed, .. } => self.write(
+                Stream::Stderr,
+                &format!("{stage} ({:.1}s)", elapsed.as_secs_f64()),
+            ),
+            Event::Note { text } => self.write(Stream::Stderr, &format!("note: {text}")),
+            Event::Warning { text } => self.write(Stream::Stderr, &format!("warning: {text}")),
+            Event::GuestOutput { stream, line, .. } => self.write(stream, line),
+            _ => {}
+        }
     }
 }

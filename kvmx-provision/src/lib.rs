@@ -34,5 +34,5 @@ pub mod warm;
 pub use error::{DaemonEnd, Error, Provider, ShareProblem};
 pub use find::Found;
 pub use kvmx_core::observe::{Event, Observer, Silent};
-pub use lifecycle::{ImagePolicy, StopOptions, UpOptions, UpOutcome, UpTo};
+pub use lifecycle::{ImagePolicy, StopOptions, UpOptions, UpOutcome, UpTo, Upgraded};
 pub use vm::{State, Status, StopStep, UpReport, Vm};

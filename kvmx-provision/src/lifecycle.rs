@@ -261,3 +261,69 @@ impl Vm {
         self.stop_within(force, patience, stages.observer())
     }
 }
+
+/// What [`Vm::upgrade`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Upgraded {
+    /// The upgrade command ran and succeeded; `started` when the VM was
+    /// started for it (and stopped again after).
+    Done {
+        /// Whether it was started for the upgrade.
+        started: bool,
+    },
+    /// Nothing was done, for this reason.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Vm {
+    /// Runs `provision.upgrade_command` in the guest. A VM that is not
+    /// running is started for it ([`Vm::up_with`]) and stopped after
+    /// ([`Vm::stop_with`]). A template-based VM, or one whose image is an
+    /// overlay on a base, is skipped: its upgrades belong to its template
+    /// or base. A failing command is [`Error::Step`] with its status.
+    pub fn upgrade(&self, observer: &mut dyn Observer) -> Result<Upgraded, Error> {
+        let skip = |reason: String| Ok(Upgraded::Skipped { reason });
+        if let Some(template) = self.template() {
+            return skip(format!(
+                "it runs on template {}: upgrade that",
+                template.name()
+            ));
+        }
+        if let (Some(base), true) = (&self.config.image.base, self.config.image.backing) {
+            return skip(format!("its image is an overlay on {base}: upgrade that"));
+        }
+        let Some(command) = self.config.provision.upgrade_command.clone() else {
+            return skip("it has no provision.upgrade_command".into());
+        };
+        let started = !self.is_running();
+        if started {
+            self.up_with(&UpOptions::new(), &mut *observer)?;
+        }
+        let vm = self.name.to_string();
+        let mut stages = Stages::new(&mut *observer);
+        stages.stage("upgrading");
+        let status = self.guest()?.run(
+            &command,
+            &mut ObserverSink {
+                vm: &vm,
+                stages: &mut stages,
+            },
+        )?;
+        drop(stages);
+        if started {
+            self.stop_with(&StopOptions::new(), observer)?;
+        }
+        if !status.success() {
+            return Err(Error::Step(crate::provision::StepFailed {
+                step: format!("the upgrade command `{command}`"),
+                code: status.code().unwrap_or(-1),
+            }));
+        }
+        Ok(Upgraded::Done { started })
+    }
+}

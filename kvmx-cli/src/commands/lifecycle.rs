@@ -5,13 +5,14 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use kvmx_core::CancelFlag;
 use kvmx_core::Registry;
-use kvmx_provision::{ImagePolicy, State, Status, StopOptions, StopStep, UpOptions, UpTo, Vm};
+use kvmx_provision::{
+    ImagePolicy, State, Status, StopOptions, StopStep, UpOptions, UpTo, Upgraded, Vm,
+};
 
 use super::Context;
 use crate::cli::{DestroyArgs, StopArgs, UpArgs};
 use crate::error::CommandError;
 use crate::output::Output;
-use crate::output::Prefixed;
 
 pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), CommandError> {
     let vm = context.load_vm(args.vm.as_deref(), output)?;
@@ -223,39 +224,23 @@ pub fn upgrade(
     output: &Output,
 ) -> Result<(), CommandError> {
     let vm = context.load_vm(vm_name, output)?;
-    let Some(command) = vm.config().provision.upgrade_command.clone() else {
-        output.info(&format!(
-            "{} has no provision.upgrade_command; nothing to do. For Debian: \
-             upgrade_command = \"sudo apt-get update && sudo apt-get -y dist-upgrade\"",
-            vm.name()
-        ));
-        return Ok(());
-    };
-    if vm.status()?.state != State::Running {
-        up(
-            &UpArgs {
-                vm: vm_name.map(str::to_owned),
-                console: false,
-                no_build: false,
-            },
-            context,
-            output,
-        )?;
-    }
     output.info(&format!("Upgrading {}", vm.name()));
-    let status = vm
-        .guest()?
-        .run(&command, &mut Prefixed::new(vm.name().as_str()))?;
-    if !status.success() {
-        return Err(
-            kvmx_provision::Error::Step(kvmx_provision::provision::StepFailed {
-                step: format!("the upgrade command `{command}`"),
-                code: status.code().unwrap_or(-1),
-            })
-            .into(),
-        );
+    match vm.upgrade(&mut output.stages())? {
+        Upgraded::Done { started: true } => output.info(&format!(
+            "{} upgraded (started for it, and stopped again)",
+            vm.name()
+        )),
+        Upgraded::Done { .. } => output.info(&format!("{} upgraded", vm.name())),
+        Upgraded::Skipped { reason } => {
+            let hint = if vm.config().provision.upgrade_command.is_none() {
+                "; for Debian: upgrade_command = \"sudo apt-get update && sudo apt-get -y dist-upgrade\""
+            } else {
+                ""
+            };
+            output.info(&format!("{} not upgraded: {reason}{hint}", vm.name()));
+        }
+        other => output.info(&format!("{}: {other:?}", vm.name())),
     }
-    output.info(&format!("{} upgraded", vm.name()));
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod clean;
 mod config;
 mod devices;
 mod disposable;
+mod foreach;
 mod generate;
 mod guest;
 mod import;
@@ -73,6 +74,7 @@ fn run_vm_command(
         Command::Provision(args) => guest::provision(args.vm.as_deref(), context, output),
         Command::Upgrade(args) => lifecycle::upgrade(args.vm.as_deref(), context, output),
         Command::Recycle(args) => lifecycle::recycle(&args, context, output),
+        Command::Foreach(args) => foreach::run(&args, context, output),
         Command::Shares(args) => shares::list(args.vm.as_deref(), context, output),
         Command::Mount(args) => shares::mount(&args, context, output),
         Command::Umount(args) => shares::umount(&args, context, output),

@@ -124,6 +124,74 @@ fn up_after_a_killed_up_waits_until_the_guest_answers_ssh() {
 }
 
 #[test]
+fn foreach_runs_a_subcommand_on_two_guests_at_once() {
+    let sandbox = Sandbox::new();
+    for (name, upgrade) in [("fa", "echo upgraded-fa"), ("fb", "exit 3")] {
+        run_ok(&sandbox, &sandbox.dir(name), &["init"]);
+        debian_vm(
+            &sandbox,
+            name,
+            &format!("\n[provision]\nupgrade_command = \"{upgrade}\"\n"),
+        );
+    }
+    let root = sandbox.root().to_owned();
+    let up = run_ok(
+        &sandbox,
+        &root,
+        &["foreach", "--all", "-j", "2", "--", "up"],
+    );
+    assert!(up.contains("fa") && up.contains("fb"), "{up}");
+
+    // Each line behind its VM's name, words kept as an argv.
+    let names = run_ok(
+        &sandbox,
+        &root,
+        &["foreach", "f?", "-j", "2", "--", "ssh", "--", "hostname"],
+    );
+    assert!(
+        names.contains("[fa] fa\n") && names.contains("[fb] fb\n"),
+        "{names}"
+    );
+
+    // The mass upgrade: one upgrade command fails, and so does foreach.
+    let upgrade = sandbox
+        .kvmx_in(&root)
+        .args(["foreach", "--running", "--", "upgrade"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = output_text(&upgrade);
+    assert_eq!(upgrade.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("[fa] upgraded-fa"), "{stdout}");
+    assert!(stderr.contains("1 of 2 VMs failed: fb"), "{stderr}");
+    let row = |vm: &str| {
+        stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("{vm} ")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("fa").contains(" ok "), "{stdout}");
+    assert!(row("fb").contains(" failed "), "{stdout}");
+
+    let stop: serde_json::Value = serde_json::from_str(&run_ok(
+        &sandbox,
+        &root,
+        &["foreach", "--all", "--json", "--", "stop"],
+    ))
+    .unwrap();
+    let results: Vec<&str> = stop
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["ok", "ok"], "{stop}");
+    for name in ["fa", "fb"] {
+        assert_eq!(status(&sandbox, &sandbox.dir(name))["state"], "stopped");
+    }
+}
+
+#[test]
 fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
     let sandbox = Sandbox::new();
     let project = debian_vm(

@@ -96,6 +96,10 @@ pub enum Command {
     Upgrade(VmArg),
     /// Stop, destroy, rebuild, start and provision a VM in one step.
     Recycle(DestroyArgs),
+    /// Keep the VMs with supervise.manage = true running: start them,
+    /// restart them after a crash (with backoff), leave those stopped on
+    /// purpose; SIGTERM powers them off.
+    Supervise(SuperviseArgs),
     /// Run a kvmx subcommand (up, stop, restart, status, provision,
     /// upgrade, ssh -- COMMAND) on many VMs in parallel, each output line
     /// behind the VM's name, then a summary table; `foreach --managed --
@@ -283,6 +287,34 @@ pub struct UpArgs {
     /// Fail when the VM has no image, instead of building it.
     #[arg(long)]
     pub no_build: bool,
+}
+
+/// `kvmx supervise`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SuperviseArgs {
+    /// One pass (start what is not running), then exit: for cron or a
+    /// systemd timer.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between passes.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval: u64,
+    /// Something else than supervising.
+    #[command(subcommand)]
+    pub command: Option<SuperviseCommand>,
+}
+
+/// `kvmx supervise ...`.
+#[derive(Debug, Subcommand)]
+pub enum SuperviseCommand {
+    /// Write a systemd user unit that runs `kvmx supervise` at login (or at
+    /// boot, with lingering).
+    Install {
+        /// Replace an existing unit.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `kvmx foreach`.

@@ -26,6 +26,7 @@ pub mod qmp;
 pub mod ssh;
 mod sshfs;
 pub mod state;
+pub mod supervise;
 mod template;
 pub mod virtiofs;
 mod vm;

@@ -167,6 +167,12 @@ pub fn status(vm: Option<&str>, context: &Context, output: &Output) -> Result<()
 fn render_status(status: &Status) -> String {
     let state = kvmx_core::config::spelling(&status.state);
     let mut lines = vec![format!("{}: {state}", status.name)];
+    if status.supervised {
+        lines.push(
+            "  supervised   yes (supervise.manage; `kvmx supervise` restarts it after a crash)"
+                .into(),
+        );
+    }
     if let Some(pid) = status.pid {
         lines.push(format!("  pid          {pid}"));
     }

@@ -17,20 +17,26 @@ struct Entry {
     /// running, paused, starting, stopped, crashed; or unknown when the
     /// config cannot be read.
     state: String,
+    /// Whether `kvmx supervise` keeps it running.
+    supervised: bool,
 }
 
-/// The state of the VM in `project`, as `status` names it.
-fn state_of(project: Option<&Project>, context: &Context) -> String {
+/// The state of the VM in `project`, as `status` names it, and whether it
+/// is supervised.
+fn state_of(project: Option<&Project>, context: &Context) -> (String, bool) {
     let Some(project) = project else {
-        return "unknown".into();
+        return ("unknown".into(), false);
     };
     let status = project
         .load(&context.layout)
         .map_err(kvmx_provision::Error::from)
         .and_then(|loaded| Vm::open(&context.layout, loaded.name, loaded.config)?.status());
     match status {
-        Ok(status) => kvmx_core::config::spelling(&status.state),
-        Err(_) => "unknown".into(),
+        Ok(status) => (
+            kvmx_core::config::spelling(&status.state),
+            status.supervised,
+        ),
+        Err(_) => ("unknown".into(), false),
     }
 }
 
@@ -41,11 +47,13 @@ pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
         .iter()
         .map(|(name, dir)| {
             let project = Project::in_dir(dir);
+            let (state, supervised) = state_of(project.as_ref(), context);
             Entry {
                 name: name.clone(),
                 dir: dir.to_string(),
                 file: project.as_ref().map(|p| p.file.path().to_string()),
-                state: state_of(project.as_ref(), context),
+                state,
+                supervised,
             }
         })
         .collect();
@@ -64,8 +72,8 @@ pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
         .unwrap_or(0)
         .max(4);
     output.result(&format!(
-        "{:width$}  {:8}  {:9}  FOLDER",
-        "NAME", "STATE", "FILE"
+        "{:width$}  {:8}  {:10}  {:9}  FOLDER",
+        "NAME", "STATE", "SUPERVISED", "FILE"
     ));
     for entry in &entries {
         let file = match &entry.file {
@@ -73,8 +81,9 @@ pub fn run(context: &Context, output: &Output) -> Result<(), CommandError> {
             Some(_) => "kvmxfile",
             None => "missing",
         };
+        let supervised = if entry.supervised { "yes" } else { "no" };
         output.result(&format!(
-            "{:width$}  {:8}  {file:9}  {}",
+            "{:width$}  {:8}  {supervised:10}  {file:9}  {}",
             entry.name, entry.state, entry.dir
         ));
     }

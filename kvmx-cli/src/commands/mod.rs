@@ -13,6 +13,7 @@ mod init;
 mod lifecycle;
 mod list;
 mod shares;
+mod supervise;
 
 use camino::Utf8PathBuf;
 use kvmx_core::Layout;
@@ -75,6 +76,7 @@ fn run_vm_command(
         Command::Upgrade(args) => lifecycle::upgrade(args.vm.as_deref(), context, output),
         Command::Recycle(args) => lifecycle::recycle(&args, context, output),
         Command::Foreach(args) => foreach::run(&args, context, output),
+        Command::Supervise(args) => supervise::run(&args, context, output),
         Command::Shares(args) => shares::list(args.vm.as_deref(), context, output),
         Command::Mount(args) => shares::mount(&args, context, output),
         Command::Umount(args) => shares::umount(&args, context, output),

@@ -192,6 +192,74 @@ fn foreach_runs_a_subcommand_on_two_guests_at_once() {
 }
 
 #[test]
+fn supervise_restarts_a_crashed_guest_and_leaves_a_stopped_one() {
+    let sandbox = Sandbox::new();
+    for name in ["sa", "sb"] {
+        run_ok(&sandbox, &sandbox.dir(name), &["init"]);
+        debian_vm(&sandbox, name, "manage = true\n");
+    }
+    let root = sandbox.root().to_owned();
+    let once = run_ok(&sandbox, &root, &["supervise", "--once"]);
+    assert!(
+        once.contains("sa: started") && once.contains("sb: started"),
+        "{once}"
+    );
+    let listed = run_ok(&sandbox, &root, &["list", "--json"]);
+    assert!(listed.contains("\"supervised\": true"), "{listed}");
+
+    let log_path = sandbox.root().join("supervise.log");
+    let mut supervisor = sandbox
+        .kvmx_process(&root)
+        .args(["supervise", "--interval", "1"])
+        .stdout(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait_for = |text: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+        while !log().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in:\n{}",
+                log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+    };
+    wait_for("supervising 2 VM(s)");
+
+    // kill -9 of one QEMU: restarted.
+    let sa = sandbox.dir("sa");
+    let pid = status(&sandbox, &sa)["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("sa: crashed");
+    wait_for("sa: started");
+    assert_eq!(status(&sandbox, &sa)["state"], "running");
+
+    // A deliberate stop: left stopped.
+    let sb = sandbox.dir("sb");
+    run_ok(&sandbox, &sb, &["stop"]);
+    wait_for("sb: stopped on purpose");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(status(&sandbox, &sb)["state"], "stopped");
+
+    // SIGTERM: the rest is powered off, then the supervisor ends.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(supervisor.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(supervisor.wait().unwrap().success(), "{}", log());
+    assert!(log().contains("sa: powered off"), "{}", log());
+    assert_eq!(status(&sandbox, &sa)["state"], "stopped");
+}
+
+#[test]
 fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
     let sandbox = Sandbox::new();
     let project = debian_vm(

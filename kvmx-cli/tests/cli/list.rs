@@ -15,9 +15,9 @@ fn list_shows_registered_vms_and_missing_folders() {
     let output = sandbox.kvmx().arg("list").output().unwrap();
     let (stdout, _) = output_text(&output);
     insta::assert_snapshot!(sandbox.filter(&stdout), @r"
-    NAME  STATE     FILE       FOLDER
-    a-vm  stopped   kvmx.toml  [SANDBOX]/a-vm
-    b-vm  unknown   missing    [SANDBOX]/b-vm
+    NAME  STATE     SUPERVISED  FILE       FOLDER
+    a-vm  stopped   no          kvmx.toml  [SANDBOX]/a-vm
+    b-vm  unknown   no          missing    [SANDBOX]/b-vm
     ");
 }
 

@@ -48,6 +48,8 @@ pub struct Status {
     pub image_disk_usage: Option<u64>,
     /// The last console lines of a crashed VM.
     pub last_console: Vec<String>,
+    /// Whether `kvmx supervise` keeps it running (`supervise.manage`).
+    pub supervised: bool,
 }
 
 impl Vm {
@@ -65,6 +67,7 @@ impl Vm {
             image_disk_usage: disk_usage(&image),
             image,
             last_console: Vec::new(),
+            supervised: self.config.supervise.manage,
         };
         let run = state::read(&self.files);
         match state::probe(&self.files)? {

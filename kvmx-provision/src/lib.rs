@@ -2,8 +2,8 @@
 //! supervising it through files that survive crashes, QMP control, and SSH
 //! into the guest.
 //!
-//! The public surface is [`Vm`]: `up`, `status`, `stop`, `kill`, `pause`,
-//! `resume`, `destroy`, `up_with`, `stop_with`; [`Vm::guest`] for
+//! The public surface is [`Vm`]: `find`, `up_with`, `stop_with`, `status`,
+//! `stop`, `kill`, `pause`, `resume`, `destroy`; [`Vm::guest`] for
 //! commands, copies and scripts in the running guest; [`Vm::qmp`] and
 //! [`Vm::ssh_target`] for raw access. Nothing here prints; long operations
 //! report through an [`Observer`].

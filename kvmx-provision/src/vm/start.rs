@@ -10,7 +10,7 @@ use camino::Utf8PathBuf;
 use kvmx_core::CancelFlag;
 use kvmx_core::config::{Bootloader, NetworkMode, Protocol, ShareKind};
 use kvmx_core::layout::DirectBoot;
-use kvmx_core::observe::{Observer, Stages};
+use kvmx_core::observe::Stages;
 use serde::Serialize;
 
 use super::Vm;
@@ -56,13 +56,6 @@ impl Patience {
 }
 
 impl Vm {
-    /// Starts the VM and, with `wait_for_ssh`, waits until the guest
-    /// answers SSH (when SSH is enabled). A running VM is left as it is.
-    pub fn up(&self, wait_for_ssh: bool, observer: &mut dyn Observer) -> Result<UpReport, Error> {
-        let patience = Patience::default();
-        self.start(wait_for_ssh, None, &patience, &mut Stages::new(observer))
-    }
-
     /// Starts the VM, booting it, or restoring a warm state of its
     /// template (and then setting its clock).
     pub(crate) fn start(

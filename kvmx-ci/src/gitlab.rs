@@ -1,0 +1,2 @@
+//! The GitLab Runner custom-executor driver: `config`, `prepare`, `run`,
+//! `cleanup`.

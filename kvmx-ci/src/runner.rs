@@ -1,0 +1,2 @@
+//! One run of a job: lock, verify, export, VM, steps, artifacts, record,
+//! notify.

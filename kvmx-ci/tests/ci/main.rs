@@ -1,0 +1,1 @@
+//! kvmx-ci's tests of the real binary, by topic.

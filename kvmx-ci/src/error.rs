@@ -22,6 +22,15 @@ pub enum Error {
     /// The VM side failed.
     #[error(transparent)]
     Vm(#[from] kvmx_provision::Error),
+    /// Another run of the job holds its lock.
+    #[error("a run of job {job} is under way; wait for it with `kvmx-ci run --wait {job}`")]
+    Busy {
+        /// The job.
+        job: String,
+    },
+    /// The work was stopped by SIGINT, SIGTERM or a cancel flag.
+    #[error("cancelled")]
+    Cancelled,
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),

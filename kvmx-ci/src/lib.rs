@@ -17,6 +17,7 @@ pub mod cli;
 mod error;
 pub mod gitlab;
 pub mod job;
+mod lock;
 pub mod paths;
 pub mod report;
 pub mod runner;

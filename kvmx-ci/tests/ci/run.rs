@@ -1,0 +1,143 @@
+//! `kvmx-ci run` end to end: a local repository with SSH-signed commits
+//! and a kvmx project inside; real image, real QEMU (TCG), real SSH.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::repo::{Repo, SshKey};
+use crate::{Sandbox, output_text};
+
+const PROJECT: &str = "[hardware]\nmemory = \"1G\"\ncpus = 2\naccelerator = \"tcg\"\n\n\
+[image]\nsize = \"3G\"\n\n[supervise]\nboot_timeout = 900\nshutdown_timeout = 120\n";
+
+fn job(repo: &Repo, signers: &Path, root: &str) -> String {
+    format!(
+        "artifacts = [\"src/out/result.txt\"]\n\n[source]\nurl = \"{}\"\nbranch = \"main\"\nverify = \"ssh\"\n\
+         allowed_signers = \"{}\"\ntrust_root = \"{root}\"\n\n\
+         [vm]\nproject = \".\"\nfresh = \"reuse\"\n\n\
+         [[step]]\nname = \"build\"\nrun = \"sh build.sh\"\ntimeout = \"10m\"\n",
+        repo.dir.display(),
+        signers.display()
+    )
+}
+
+/// `kvmx-ci ARGS`: its exit code, stdout and stderr.
+fn kvmx_ci(sandbox: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let output = sandbox.kvmx_ci().args(args).output().unwrap();
+    let (stdout, stderr) = output_text(&output);
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// The last run of `demo`, from `status --json`.
+fn last_run(sandbox: &Sandbox) -> serde_json::Value {
+    let (code, stdout, stderr) = kvmx_ci(sandbox, &["status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    status[0]["last"].clone()
+}
+
+/// Whether a QEMU of this sandbox runs.
+fn qemu_runs(sandbox: &Sandbox) -> bool {
+    let root = sandbox.root().to_str().unwrap();
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline")).is_ok_and(|cmdline| {
+            let text = String::from_utf8_lossy(&cmdline);
+            text.contains("qemu-system") && text.contains(root)
+        })
+    })
+}
+
+#[test]
+fn a_job_runs_signed_commits_and_refuses_the_rest() {
+    let sandbox = Sandbox::new();
+    let keys = sandbox.dir("keys");
+    let alice = SshKey::new(&keys, "alice@example.org");
+    let signers = keys.join("allowed_signers");
+    std::fs::write(&signers, alice.allowed_signers_line()).unwrap();
+
+    let repo = Repo::new(sandbox.dir("repo"));
+    repo.write("kvmx.toml", PROJECT);
+    repo.write(
+        "build.sh",
+        "mkdir -p out\necho \"built $(cat version) as $(id -un)\" > out/result.txt\ncat out/result.txt\n",
+    );
+    repo.write("version", "v1\n");
+    let first = repo.commit("v1", Some(&alice));
+    sandbox.write_job("demo", &job(&repo, &signers, &first));
+
+    // A signed commit: built, booted, run, artifact fetched.
+    let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("built v1 as"), "{stdout}");
+    let last = last_run(&sandbox);
+    assert_eq!(last["result"], "passed", "{last}");
+    assert_eq!(last["commit"], first.as_str());
+    assert_eq!(last["signer"], "alice@example.org");
+    let artifact = sandbox
+        .root()
+        .join("kvmx/data/ci/demo/runs/1/artifacts/result.txt");
+    let built = std::fs::read_to_string(&artifact).unwrap();
+    assert!(built.starts_with("built v1 as "), "{built}");
+    let (_, log, _) = kvmx_ci(&sandbox, &["log", "demo"]);
+    assert!(log.contains("[build]") && log.contains("built v1"), "{log}");
+    assert!(
+        !qemu_runs(&sandbox),
+        "the VM started for the run still runs"
+    );
+
+    // A signed commit whose step fails: `failed`, with the step's status.
+    repo.write("build.sh", "echo failing on purpose\nexit 3\n");
+    let failing = repo.commit("fail", Some(&alice));
+    let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let last = last_run(&sandbox);
+    assert_eq!(last["result"], "failed", "{last}");
+    assert_eq!(last["status"], 3);
+    assert_eq!(last["commit"], failing.as_str());
+
+    // SIGTERM during a step: `cancelled`, and nothing left running; a
+    // second run meanwhile is refused at once.
+    repo.write("build.sh", "echo sleeping\nsleep 600\n");
+    repo.commit("sleep", Some(&alice));
+    let mut running = sandbox
+        .kvmx_ci()
+        .args(["run", "demo"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let step_log = sandbox.root().join("kvmx/data/ci/demo/runs/3/log");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !std::fs::read_to_string(&step_log).is_ok_and(|log| log.contains("sleeping")) {
+        assert!(Instant::now() < deadline, "the sleeping step never began");
+        assert!(running.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, _, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("under way"), "{stderr}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = running.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(last_run(&sandbox)["result"], "cancelled");
+    assert!(!qemu_runs(&sandbox), "a cancelled run left its VM running");
+
+    // An unsigned commit: rejected before any VM work.
+    repo.write("version", "v4\n");
+    let unsigned = repo.commit("unsigned", None);
+    let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let last = last_run(&sandbox);
+    assert_eq!(last["result"], "rejected", "{last}");
+    assert!(
+        last["reason"].as_str().unwrap().contains(&unsigned),
+        "{last}"
+    );
+    assert!(last["vm"].is_null(), "a rejected run touched a VM: {last}");
+    assert_eq!(last["steps"].as_array().unwrap().len(), 0);
+}

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use kvmx_core::Layout;
 use serde::Serialize;
 
+use super::progress::Lines;
 use super::{exit, print_json};
 use crate::Error;
 use crate::job;
@@ -22,6 +23,7 @@ struct JobStatus {
 pub(super) fn status(layout: &Layout, json: bool) -> Result<u8, Error> {
     let mut rows = Vec::new();
     for job in job::load_all(layout)? {
+        crate::runner::recover(layout, &job, &mut Lines { json })?;
         let last = Runs::open(&JobPaths::new(layout, &job.name)).last()?;
         let next_due = match &job.schedule {
             Some(schedule) => {
@@ -77,6 +79,7 @@ pub(super) fn log(
     follow: bool,
 ) -> Result<u8, Error> {
     let job = job::find(layout, name)?;
+    crate::runner::recover(layout, &job, &mut Lines { json: false })?;
     let runs = Runs::open(&JobPaths::new(layout, &job.name));
     let record = match run {
         Some(id) => runs.get(id)?,

@@ -23,7 +23,6 @@ use crate::source::{self, SourceError, Verified};
 use crate::store::{RunRecord, RunResult, Runs};
 use kvmx_provision::guest::Lines;
 use observe::{Both, RunObserver};
-pub use vm::cleanup_interrupted;
 
 /// How to run a job.
 #[derive(Debug, Clone, Default)]
@@ -47,9 +46,7 @@ pub fn run(
     let paths = JobPaths::new(layout, &job.name);
     let _lock = crate::lock::take(&job.name, &paths, options.wait, &options.cancel)?;
     let runs = Runs::open(&paths);
-    for interrupted in runs.interrupted()? {
-        cleanup_interrupted(layout, job, &interrupted, observer);
-    }
+    recover_locked(layout, job, &runs, observer)?;
     let mut run = runs.begin(&job.name, job.source.verify != Policy::None)?;
     let outcome = {
         let mut log = RunObserver::new(&mut run, observer);
@@ -72,6 +69,35 @@ pub fn run(
         notify::tell(notify, &record, &runs, observer);
     }
     Ok(record)
+}
+
+/// Marks the runs a killed kvmx-ci left as `error (interrupted)` and
+/// powers off their VMs; returns them. Does nothing while a run of the job
+/// is under way (its owner is alive then).
+pub fn recover(
+    layout: &Layout,
+    job: &Job,
+    observer: &mut dyn Observer,
+) -> Result<Vec<RunRecord>, Error> {
+    let paths = JobPaths::new(layout, &job.name);
+    match crate::lock::take(&job.name, &paths, false, &CancelFlag::new()) {
+        Ok(_lock) => recover_locked(layout, job, &Runs::open(&paths), observer),
+        Err(Error::Busy { .. }) => Ok(Vec::new()),
+        Err(error) => Err(error),
+    }
+}
+
+fn recover_locked(
+    layout: &Layout,
+    job: &Job,
+    runs: &Runs,
+    observer: &mut dyn Observer,
+) -> Result<Vec<RunRecord>, Error> {
+    let interrupted = runs.interrupted()?;
+    for run in &interrupted {
+        vm::cleanup_interrupted(layout, job, run, observer);
+    }
+    Ok(interrupted)
 }
 
 fn result_word(result: RunResult) -> &'static str {

@@ -140,7 +140,7 @@ fn ci_vm_name(job: &str) -> Result<VmName, Error> {
 
 /// The VM of a run that a killed kvmx-ci left: a disposable is erased by
 /// kvmx's own sweep (its owner is gone); a kept VM is powered off.
-pub fn cleanup_interrupted(
+pub(super) fn cleanup_interrupted(
     layout: &Layout,
     job: &Job,
     run: &RunRecord,

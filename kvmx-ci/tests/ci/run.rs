@@ -127,6 +127,29 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     assert_eq!(last_run(&sandbox)["result"], "cancelled");
     assert!(!qemu_runs(&sandbox), "a cancelled run left its VM running");
 
+    // kill -9 of kvmx-ci during a step: the next command marks the run
+    // `error (interrupted)` and powers off the VM it left.
+    let mut killed = sandbox
+        .kvmx_ci()
+        .args(["run", "demo"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let step_log = sandbox.root().join("kvmx/data/ci/demo/runs/4/log");
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !std::fs::read_to_string(&step_log).is_ok_and(|log| log.contains("sleeping")) {
+        assert!(Instant::now() < deadline, "the sleeping step never began");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(qemu_runs(&sandbox), "the killed run's VM should still run");
+    let last = last_run(&sandbox);
+    assert_eq!(last["result"], "error", "{last}");
+    assert_eq!(last["reason"], "interrupted", "{last}");
+    assert!(!qemu_runs(&sandbox), "the interrupted run's VM still runs");
+
     // An unsigned commit: rejected before any VM work.
     repo.write("version", "v4\n");
     let unsigned = repo.commit("unsigned", None);

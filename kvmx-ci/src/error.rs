@@ -22,6 +22,12 @@ pub enum Error {
     /// The VM side failed.
     #[error(transparent)]
     Vm(#[from] kvmx_provision::Error),
+    /// A run folder or its record is wrong or missing.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The HTML report cannot be written.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),

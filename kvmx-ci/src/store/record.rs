@@ -1,7 +1,7 @@
 //! What `run.json` holds: a run's result, its steps and who runs it.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -13,9 +13,14 @@ use super::owner::Owner;
 pub struct Timestamp(pub SystemTime);
 
 impl Timestamp {
-    /// This moment.
+    /// This moment, to the millisecond: what `run.json` can hold, so a
+    /// record read back equals the one written.
     pub fn now() -> Timestamp {
-        Timestamp(SystemTime::now())
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let millis = Duration::from_millis(since_epoch.as_millis() as u64);
+        Timestamp(UNIX_EPOCH + millis)
     }
 
     /// The time from `self` to `later`; zero when the clock went back.

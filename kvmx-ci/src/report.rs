@@ -226,6 +226,27 @@ fn duration_text(duration: Option<Duration>) -> String {
     }
 }
 
+/// The result, and its reason in small print: whole as a tooltip, its
+/// start in the table.
+fn outcome_cell(record: &RunRecord) -> String {
+    const SHOWN: usize = 80;
+    let Some(reason) = &record.reason else {
+        return record.result.to_string();
+    };
+    let first_line = reason.lines().next().unwrap_or_default();
+    let shown = match first_line.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &first_line[..cut]),
+        None if first_line.len() < reason.len() => format!("{first_line}…"),
+        None => first_line.to_owned(),
+    };
+    format!(
+        "{} <small title=\"{}\">({})</small>",
+        record.result,
+        escape(reason),
+        escape(&shown)
+    )
+}
+
 fn signer_text(record: &RunRecord) -> String {
     if !record.verified {
         return "unverified".to_owned();
@@ -248,7 +269,12 @@ fn index_page(histories: &[(&Runs, Vec<RunRecord>)]) -> String {
     }
     for (runs, records) in histories {
         let job = runs.job();
-        let _ = writeln!(html, "<h2 id=\"job-{0}\">{0}</h2>", escape(job));
+        let _ = writeln!(
+            html,
+            "<h2 id=\"job-{}\">{}</h2>",
+            link_segment(job),
+            escape(job)
+        );
         if records.is_empty() {
             html.push_str("<p>No runs yet.</p>\n");
             continue;
@@ -261,13 +287,13 @@ fn index_page(histories: &[(&Runs, Vec<RunRecord>)]) -> String {
             let _ = writeln!(
                 html,
                 "<tr class=\"{result}\"><td><a href=\"{link}/{id}.html\">{id}</a></td>\
-                 <td title=\"{reason}\">{result}</td><td class=\"time\">{started}</td>\
+                 <td>{outcome}</td><td class=\"time\">{started}</td>\
                  <td class=\"duration\">{duration}</td><td><code>{commit}</code></td>\
                  <td>{signer}</td></tr>",
                 result = record.result,
                 link = link_segment(job),
                 id = record.id,
-                reason = escape(record.reason.as_deref().unwrap_or_default()),
+                outcome = outcome_cell(record),
                 started = record.started,
                 duration = duration_text(record.duration()),
                 commit = escape(short_commit(record)),
@@ -285,7 +311,8 @@ fn run_page(runs: &Runs, record: &RunRecord) -> Result<String, Error> {
     let mut html = head(&format!("{} run {}", record.job, record.id));
     let _ = writeln!(
         html,
-        "<h1><a href=\"../index.html#job-{job}\">{job}</a> run {}</h1>",
+        "<h1><a href=\"../index.html#job-{}\">{job}</a> run {}</h1>",
+        link_segment(&record.job),
         record.id
     );
     html.push_str("<table>\n");

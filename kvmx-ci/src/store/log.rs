@@ -21,7 +21,7 @@ pub(crate) const RUNNER: &str = "kvmx-ci";
 
 /// A line longer than this is cut, so output without newlines cannot
 /// fill the memory.
-const LONGEST_LINE: usize = 64 * 1024;
+pub(crate) const LONGEST_LINE: usize = 64 * 1024;
 
 /// How often [`follow`] looks for more.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);

@@ -145,6 +145,9 @@ fn the_logs_have_times_and_step_names_and_keep_a_partial_last_line() {
     let (_temp, runs) = job();
     let mut run = runs.begin("nightly", false).unwrap();
     run.note("source verified");
+    run.event(Event::StageStarted {
+        stage: "starting the VM",
+    });
     {
         let mut step = run.step("build");
         step.chunk(Stream::Stdout, b"make: o");
@@ -188,6 +191,7 @@ fn the_logs_have_times_and_step_names_and_keep_a_partial_last_line() {
         texts,
         [
             "[kvmx-ci] source verified",
+            "[kvmx-ci] starting the VM",
             "[kvmx-ci] step build started",
             "[build] stdout: make: ok",
             "[build] stdout: second line",
@@ -223,6 +227,25 @@ fn the_logs_have_times_and_step_names_and_keep_a_partial_last_line() {
     );
     let test = std::fs::read_to_string(runs.dir(1).join("steps/2-test___all.log")).unwrap();
     assert!(test.ends_with(" stdout: cut short\n"), "{test:?}");
+}
+
+#[test]
+fn output_without_newlines_is_cut_into_long_lines() {
+    let (_temp, runs) = job();
+    let mut run = runs.begin("nightly", true).unwrap();
+    let long = vec![b'x'; super::log::LONGEST_LINE + 1];
+    {
+        let mut step = run.step("noise");
+        step.chunk(Stream::Stdout, &long);
+        step.chunk(Stream::Stdout, b"tail\n");
+        step.end(Some(0), RunResult::Passed);
+    }
+    run.finish(RunResult::Passed, None, None).unwrap();
+    let log = std::fs::read_to_string(runs.dir(1).join("steps/1-noise.log")).unwrap();
+    let texts: Vec<&str> = log.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    assert_eq!(texts.len(), 2);
+    assert_eq!(texts[0].len(), "stdout: ".len() + long.len());
+    assert_eq!(texts[1], "stdout: tail");
 }
 
 #[test]

@@ -135,7 +135,7 @@ impl Runs {
     /// the `steps/` and `artifacts/` folders. `verified` is false under the
     /// policy `none`.
     pub fn begin(&self, job: &str, verified: bool) -> Result<Run, Error> {
-        fs_err::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
+        std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))?;
         let mut id = self.highest_id()?;
         let dir = loop {
             id += 1;
@@ -252,7 +252,7 @@ impl Runs {
             // Renamed first, so a half-removed folder never reads as a run.
             let doomed = self.dir.join(format!(".removing-{id}"));
             std::fs::rename(self.dir(id), &doomed).map_err(Error::io(self.dir(id)))?;
-            fs_err::remove_dir_all(&doomed).map_err(Error::io(&doomed))?;
+            std::fs::remove_dir_all(&doomed).map_err(Error::io(&doomed))?;
         }
         Ok(old)
     }

@@ -31,6 +31,12 @@ pub enum Error {
     /// The work was stopped by SIGINT, SIGTERM or a cancel flag.
     #[error("cancelled")]
     Cancelled,
+    /// A run folder or its record is wrong or missing.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The HTML report cannot be written.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),

@@ -52,6 +52,9 @@ enum Command {
         /// The folder to write it to.
         #[arg(long, value_name = "DIR")]
         html: camino::Utf8PathBuf,
+        /// Write into a folder that holds files of something else.
+        #[arg(long)]
+        force: bool,
     },
     /// Record the source's current tip (or newest tag) as the job's trust
     /// root, after showing its id and signer.
@@ -171,7 +174,7 @@ fn dispatch(command: Command, json: bool) -> Result<u8, Error> {
         Command::Run(args) => run::one(&layout, args.job.as_deref().unwrap_or(""), args.wait, json),
         Command::Status => status::status(&layout, json),
         Command::Log { job, run, follow } => status::log(&layout, &job, run, follow),
-        Command::Report { html } => status::report(&layout, &html, json),
+        Command::Report { html, force } => status::report(&layout, &html, force, json),
         Command::Trust { job, yes } => jobs::trust(&layout, &job, yes, json),
         Command::Schedule(command) => schedule::schedule(&layout, command, json),
         Command::Daemon { interval } => run::daemon(&layout, interval),

@@ -32,15 +32,7 @@ pub(super) fn one(layout: &Layout, name: &str, wait: bool, json: bool) -> Result
 
 /// One line: `job #3 passed in 42.0 s at abc1234 (signed by alice)`.
 pub(super) fn summary(record: &crate::store::RunRecord) -> String {
-    let mut line = format!(
-        "{} #{} {}",
-        record.job,
-        record.id,
-        serde_json::to_value(record.result)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    );
+    let mut line = format!("{} #{} {}", record.job, record.id, record.result);
     if let Some(duration) = record.duration() {
         line.push_str(&format!(" in {:.1} s", duration.as_secs_f64()));
     }
@@ -66,7 +58,7 @@ pub(super) fn due_jobs(layout: &Layout, now: SystemTime) -> Result<Vec<Job>, Err
             continue;
         };
         let since = match Runs::open(&JobPaths::new(layout, &job.name)).last()? {
-            Some(last) => last.started.into(),
+            Some(last) => last.started.0,
             None => std::fs::metadata(&job.file)
                 .and_then(|meta| meta.modified())
                 .map_err(Error::io(&job.file))?,

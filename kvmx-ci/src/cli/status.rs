@@ -10,6 +10,7 @@ use super::{exit, print_json};
 use crate::Error;
 use crate::job;
 use crate::paths::JobPaths;
+use crate::report::Foreign;
 use crate::schedule;
 use crate::store::{RunRecord, Runs, Timestamp};
 
@@ -26,9 +27,7 @@ pub(super) fn status(layout: &Layout, json: bool) -> Result<u8, Error> {
         crate::runner::recover(layout, &job, &mut Lines { json })?;
         let last = Runs::open(&JobPaths::new(layout, &job.name)).last()?;
         let next_due = match &job.schedule {
-            Some(schedule) => {
-                schedule::next_after(schedule, SystemTime::now())?.map(Timestamp::from)
-            }
+            Some(schedule) => schedule::next_after(schedule, SystemTime::now())?.map(Timestamp),
             None => None,
         };
         rows.push(JobStatus {
@@ -47,12 +46,7 @@ pub(super) fn status(layout: &Layout, json: bool) -> Result<u8, Error> {
     );
     for row in &rows {
         let last = row.last.as_ref();
-        let result = last.map_or("-".to_owned(), |r| {
-            serde_json::to_value(r.result)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        });
+        let result = last.map_or("-".to_owned(), RunRecord::outcome);
         let duration = last
             .and_then(RunRecord::duration)
             .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
@@ -104,8 +98,23 @@ pub(super) fn log(
     Ok(exit::PASSED)
 }
 
-pub(super) fn report(layout: &Layout, dir: &camino::Utf8Path, json: bool) -> Result<u8, Error> {
-    let written = crate::report::write_for(layout, dir)?;
+pub(super) fn report(
+    layout: &Layout,
+    dir: &camino::Utf8Path,
+    force: bool,
+    json: bool,
+) -> Result<u8, Error> {
+    let mut runs = Vec::new();
+    for job in job::load_all(layout)? {
+        crate::runner::recover(layout, &job, &mut Lines { json })?;
+        runs.push(Runs::open(&JobPaths::new(layout, &job.name)));
+    }
+    let foreign = if force {
+        Foreign::Allow
+    } else {
+        Foreign::Refuse
+    };
+    let written = crate::report::write(dir, &runs, foreign)?;
     if json {
         print_json(&written);
     } else {

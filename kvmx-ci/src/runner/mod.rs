@@ -61,7 +61,7 @@ pub fn run(
     };
     let (result, reason, status) = outcome.into_parts();
     if let Some(reason) = &reason {
-        run.note(&format!("{}: {reason}", result_word(result)));
+        run.note(&format!("{result}: {reason}"));
     }
     let record = run.finish(result, reason, status)?;
     runs.prune(job.keep)?;
@@ -98,17 +98,6 @@ fn recover_locked(
         vm::cleanup_interrupted(layout, job, run, observer);
     }
     Ok(interrupted)
-}
-
-fn result_word(result: RunResult) -> &'static str {
-    match result {
-        RunResult::Passed => "passed",
-        RunResult::Failed => "failed",
-        RunResult::Error => "error",
-        RunResult::Rejected => "rejected",
-        RunResult::Cancelled => "cancelled",
-        RunResult::Running => "running",
-    }
 }
 
 /// How a run ended.

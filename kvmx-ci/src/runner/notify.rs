@@ -47,10 +47,7 @@ fn environment(record: &RunRecord, runs: &Runs) -> Vec<(&'static str, String)> {
     vec![
         ("KVMX_CI_JOB", record.job.clone()),
         ("KVMX_CI_RUN", record.id.to_string()),
-        (
-            "KVMX_CI_RESULT",
-            super::result_word(record.result).to_owned(),
-        ),
+        ("KVMX_CI_RESULT", record.result.to_string()),
         ("KVMX_CI_REASON", text(&record.reason)),
         (
             "KVMX_CI_STATUS",

@@ -44,7 +44,7 @@ enum Command {
         /// The run's number; the last run by default.
         run: Option<u64>,
         /// Keep printing while the run goes on.
-        #[arg(long, short = 'f')]
+        #[arg(long, short = 'f', conflicts_with = "json")]
         follow: bool,
     },
     /// Write a static HTML report of every job's runs.
@@ -173,7 +173,7 @@ fn dispatch(command: Command, json: bool) -> Result<u8, Error> {
         Command::Run(args) if args.due => run::due(&layout, args.wait, json),
         Command::Run(args) => run::one(&layout, args.job.as_deref().unwrap_or(""), args.wait, json),
         Command::Status => status::status(&layout, json),
-        Command::Log { job, run, follow } => status::log(&layout, &job, run, follow),
+        Command::Log { job, run, follow } => status::log(&layout, &job, run, follow, json),
         Command::Report { html, force } => status::report(&layout, &html, force, json),
         Command::Trust { job, yes } => jobs::trust(&layout, &job, yes, json),
         Command::Schedule(command) => schedule::schedule(&layout, command, json),

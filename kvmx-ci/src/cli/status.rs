@@ -73,7 +73,7 @@ pub(super) fn log(
     follow: bool,
 ) -> Result<u8, Error> {
     let job = job::find(layout, name)?;
-    crate::runner::recover(layout, &job, &mut Lines { json: false })?;
+    crate::runner::recover(layout, &job, &mut Lines { json })?;
     let runs = Runs::open(&JobPaths::new(layout, &job.name));
     let record = match run {
         Some(id) => runs.get(id)?,
@@ -91,6 +91,12 @@ pub(super) fn log(
                 .unwrap_or(true)
         };
         crate::store::follow(&file, &finished, &mut stdout)?;
+    } else if json {
+        let text = std::fs::read(&file).map_err(Error::io(&file))?;
+        print_json(&serde_json::json!({
+            "run": record,
+            "log": String::from_utf8_lossy(&text),
+        }));
     } else {
         let text = std::fs::read(&file).map_err(Error::io(&file))?;
         std::io::Write::write_all(&mut stdout, &text).map_err(Error::io("stdout"))?;

@@ -44,7 +44,7 @@ enum Command {
         /// The run's number; the last run by default.
         run: Option<u64>,
         /// Keep printing while the run goes on.
-        #[arg(long, short = 'f', conflicts_with = "json")]
+        #[arg(long, short = 'f')]
         follow: bool,
     },
     /// Write a static HTML report of every job's runs.

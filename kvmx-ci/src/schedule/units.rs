@@ -95,8 +95,8 @@ pub fn units(job: &Job, exe: &Utf8Path, kvmx_home: Option<&Utf8Path>) -> Result<
          ExecStart={exe} run {job_word}\n\
          TimeoutStartSec={limit}\n",
         name = job.name,
-        exe = exec_word(exe.as_str()),
-        job_word = exec_word(&job.name),
+        exe = exec_program(exe.as_str()),
+        job_word = exec_argument(&job.name),
         limit = (job.timeout + STOP_MARGIN).as_secs(),
     );
     Ok(Units {
@@ -132,17 +132,27 @@ fn escape_specifiers(text: &str) -> String {
     text.replace('%', "%%")
 }
 
-/// One word of `ExecStart=`: plain, or double-quoted with C escapes, `%%`
-/// for `%` and `$$` for `$` (which systemd would expand).
-fn exec_word(text: &str) -> String {
-    let plain = !text.is_empty()
+/// The program of `ExecStart=`: plain, or double-quoted with C escapes and
+/// `%%` for `%` (systemd expands no `$` in the program).
+fn exec_program(text: &str) -> String {
+    if is_plain(text) {
+        text.to_owned()
+    } else {
+        quoted(text)
+    }
+}
+
+/// An argument of `ExecStart=`: as [`exec_program`], and `$$` for `$`,
+/// which systemd would expand.
+fn exec_argument(text: &str) -> String {
+    exec_program(text).replace('$', "$$")
+}
+
+fn is_plain(text: &str) -> bool {
+    !text.is_empty()
         && text
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_.:,+=@-".contains(c));
-    if plain {
-        return text.to_owned();
-    }
-    quoted(text).replace('$', "$$")
+            .all(|c| c.is_ascii_alphanumeric() || "/_.:,+=@-".contains(c))
 }
 
 /// The value of `Environment=`, double-quoted (no `$` expansion there).
@@ -434,11 +444,7 @@ pub fn crontab_lines(exe: &Utf8Path, kvmx_home: Option<&Utf8Path>) -> String {
 
 /// A word for `sh`: plain, or in single quotes.
 fn sh_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_.:,+=@-".contains(c));
-    if plain {
+    if is_plain(text) {
         text.to_owned()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))

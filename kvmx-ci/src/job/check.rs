@@ -189,3 +189,31 @@ fn is_shell_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
+
+/// `[schedule]` holds one of `cron` and `on_calendar`. Checked on the text
+/// before serde reads it: serde's words for a wrong enum table ("wanted
+/// exactly 1 element") would not help.
+pub(super) fn schedule_shape(text: &str) -> Option<Problem> {
+    let table: toml::Table = text.parse().ok()?;
+    let schedule = table.get("schedule")?.as_table()?;
+    let usage = "write cron = \"minute hour day month weekday\" or on_calendar = \"<systemd calendar spec>\"";
+    if let Some(unknown) = schedule
+        .keys()
+        .find(|key| !["cron", "on_calendar"].contains(&key.as_str()))
+    {
+        return Some(hinted(
+            &["schedule", unknown],
+            format!("unknown key `{unknown}` in [schedule]"),
+            usage,
+        ));
+    }
+    match schedule.len() {
+        0 => Some(hinted(&["schedule"], "[schedule] is empty", usage)),
+        1 => None,
+        _ => Some(hinted(
+            &["schedule", "on_calendar"],
+            "a schedule is either cron or on_calendar, not both",
+            "keep one of them",
+        )),
+    }
+}

@@ -20,6 +20,9 @@ impl Job {
     /// resolved against.
     pub fn parse(text: &str, file: &Utf8Path) -> Result<Job, Error> {
         let name = job_name(file)?;
+        if let Some(problem) = check::schedule_shape(text) {
+            return Err(locate_problem(text, file, problem).into());
+        }
         let mut job: Job = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
         if let Some(problem) = check::problems(&job).into_iter().next() {
             return Err(locate_problem(text, file, problem).into());

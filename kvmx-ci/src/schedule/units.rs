@@ -450,3 +450,25 @@ fn sh_word(text: &str) -> String {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_words_are_escaped_for_systemd() {
+        assert_eq!(
+            unit_base("nightly.docs_2-x").unwrap(),
+            "kvmx-ci-nightly.docs_2-x"
+        );
+        assert_eq!(unit_base("a b/c").unwrap(), "kvmx-ci-a\\x20b\\x2fc");
+        assert!(unit_base(&"x".repeat(250)).is_err());
+        assert_eq!(exec_program("/usr/bin/kvmx-ci"), "/usr/bin/kvmx-ci");
+        assert_eq!(
+            exec_program("/opt/a \"b\" \\ 100% $X"),
+            "\"/opt/a \\\"b\\\" \\\\ 100%% $X\""
+        );
+        assert_eq!(exec_argument("$X y"), "\"$$X y\"");
+        assert_eq!(environment_word("KVMX_HOME=/a $b"), "\"KVMX_HOME=/a $b\"");
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local, Timelike};
+use chrono::{DateTime, Local, LocalResult, TimeZone, Timelike};
 use croner::Cron;
 use croner::errors::CronError;
 
@@ -74,15 +74,48 @@ pub(super) fn next_after(
     let local: DateTime<Local> = after.into();
     // Whole seconds: a fraction must not carry the search past a match.
     let local = local.with_nanosecond(0).unwrap_or(local);
-    match cron.find_next_occurrence(&local, false) {
-        Ok(next) => Ok(Some(next.into())),
-        Err(CronError::TimeSearchLimitExceeded) => Ok(None),
-        Err(error) => Err(format!(
-            "cannot compute its next time: {}",
-            describe(&error)
-        )),
+    let mut from = local;
+    // croner moves a time that a daylight saving change skips (02:30 on
+    // the night the clocks go from 02:00 to 03:00) to the next hour, which
+    // the pattern does not name; systemd skips it. Skipping it too keeps
+    // `run --due` and the timer in step.
+    for _ in 0..DST_SKIPS {
+        let next = match cron.find_next_occurrence(&from, false) {
+            Ok(next) => next,
+            Err(CronError::TimeSearchLimitExceeded) => return Ok(None),
+            Err(error) => {
+                return Err(format!(
+                    "cannot compute its next time: {}",
+                    describe(&error)
+                ));
+            }
+        };
+        // Its answer may carry the offset from before the change: read the
+        // instant again in local time.
+        let next = next.with_timezone(&Local);
+        // When the clocks go back, croner names the second of a repeated
+        // time; systemd the first, once. (chrono does not order the two.)
+        if let LocalResult::Ambiguous(one, other) = Local.from_local_datetime(&next.naive_local())
+            && next == one.max(other)
+        {
+            let first = one.min(other);
+            if first > local {
+                return Ok(Some(first.into()));
+            }
+            from = next;
+            continue;
+        }
+        if cron.is_time_matching(&next).unwrap_or(false) {
+            return Ok(Some(next.into()));
+        }
+        from = next;
     }
+    Err("cannot compute its next time: croner keeps naming times the pattern does not".to_owned())
 }
+
+/// How many times in a row a daylight saving change may move croner's
+/// answer off the pattern (each change moves it once).
+const DST_SKIPS: usize = 8;
 
 /// One field's bounds and names.
 struct Field {

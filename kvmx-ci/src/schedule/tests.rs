@@ -16,6 +16,16 @@ fn at(seconds: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(seconds)
 }
 
+/// A time of January 2026 in local time, as schedules are read.
+fn local(day: u32, hour: u32, minute: u32, second: u32) -> SystemTime {
+    use chrono::TimeZone;
+    chrono::Local
+        .with_ymd_and_hms(2026, 1, day, hour, minute, second)
+        .single()
+        .unwrap()
+        .into()
+}
+
 fn cron(expression: &str) -> Schedule {
     Schedule::Cron(expression.to_owned())
 }
@@ -26,8 +36,12 @@ fn calendar_spec(spec: &str) -> Schedule {
 
 /// The next `count` times of a cron expression, by croner.
 fn croner_times(expression: &str, count: usize) -> Vec<SystemTime> {
+    croner_times_from(expression, at(BASE), count)
+}
+
+fn croner_times_from(expression: &str, base: SystemTime, count: usize) -> Vec<SystemTime> {
     let mut times = Vec::new();
-    let mut after = at(BASE);
+    let mut after = base;
     while times.len() < count {
         let next = next_after(&cron(expression), after)
             .unwrap()
@@ -41,11 +55,15 @@ fn croner_times(expression: &str, count: usize) -> Vec<SystemTime> {
 /// The next `count` times of the expression's `OnCalendar=` specs, by
 /// systemd-analyze.
 fn systemd_times(expression: &str, count: usize) -> Vec<SystemTime> {
+    systemd_times_from(expression, at(BASE), count)
+}
+
+fn systemd_times_from(expression: &str, base: SystemTime, count: usize) -> Vec<SystemTime> {
     let mut times: Vec<SystemTime> = on_calendar_lines(&cron(expression))
         .unwrap()
         .iter()
         .flat_map(|spec| {
-            calendar::times(spec, at(BASE), count)
+            calendar::times(spec, base, count)
                 .unwrap_or_else(|error| panic!("systemd-analyze is needed here: {error}"))
         })
         .collect();
@@ -81,13 +99,80 @@ fn timers_fire_when_cron_would() {
     }
 }
 
+/// Expressions compared around daylight saving changes.
+const AROUND_DST: [&str; 5] = [
+    "30 2 * * *",
+    "0 * * * *",
+    "15 1-3 * * *",
+    "0 2 29 3 *",
+    "*/30 2 * * sun",
+];
+
+#[test]
+fn timers_fire_when_cron_would_across_daylight_saving_changes() {
+    // A process's time zone is set when it starts: run the comparison in
+    // this test binary again, in Berlin's time zone.
+    let exe = std::env::current_exe().unwrap();
+    let tool = Tool::new(exe, "compare around daylight saving changes")
+        .args([
+            "--exact",
+            "schedule::tests::cron_and_systemd_agree_in_this_time_zone",
+            "--include-ignored",
+        ])
+        .env("TZ", "Europe/Berlin")
+        .deadline(Duration::from_secs(120));
+    let output = match Runner::unlogged(CancelFlag::new()).run(&tool) {
+        Ok(finished) => String::from_utf8_lossy(&finished.stdout).into_owned(),
+        Err(error) => panic!("{error}"),
+    };
+    assert!(output.contains("1 passed"), "{output}");
+}
+
+#[test]
+#[ignore = "run by timers_fire_when_cron_would_across_daylight_saving_changes with TZ set"]
+fn cron_and_systemd_agree_in_this_time_zone() {
+    use chrono::{Offset, TimeZone};
+    let offset = |month| {
+        chrono::Local
+            .with_ymd_and_hms(2026, month, 1, 12, 0, 0)
+            .unwrap()
+            .offset()
+            .fix()
+    };
+    assert_ne!(
+        offset(1),
+        offset(7),
+        "no daylight saving time here: TZ is {:?} (is tzdata installed?)",
+        std::env::var("TZ")
+    );
+    // Berlin's clocks change on 2026-03-29 and 2026-10-25.
+    for base in [local_on(3, 27), local_on(10, 23)] {
+        for expression in AROUND_DST {
+            assert_eq!(
+                systemd_times_from(expression, base, 20),
+                croner_times_from(expression, base, 20),
+                "{expression} from {base:?}"
+            );
+        }
+    }
+}
+
+fn local_on(month: u32, day: u32) -> SystemTime {
+    use chrono::TimeZone;
+    chrono::Local
+        .with_ymd_and_hms(2026, month, day, 0, 0, 0)
+        .single()
+        .unwrap()
+        .into()
+}
+
 #[test]
 fn calendar_specs_are_computed_by_systemd() {
     let weekly = calendar_spec("weekly");
     // 2026-01-01 is a Thursday: the next Monday is the 5th.
     assert_eq!(
-        next_after(&weekly, at(BASE)).unwrap(),
-        Some(at(BASE + 4 * 86_400))
+        next_after(&weekly, local(1, 0, 0, 0)).unwrap(),
+        Some(local(5, 0, 0, 0))
     );
     assert_eq!(
         next_after(&calendar_spec("*-02-30"), at(BASE)).unwrap(),
@@ -98,11 +183,16 @@ fn calendar_specs_are_computed_by_systemd() {
 #[test]
 fn a_run_is_due_once_a_scheduled_time_has_passed() {
     for schedule in [cron("0 4 * * *"), calendar_spec("*-*-* 04:00:00")] {
-        let four = BASE + 4 * 3600;
-        assert!(!is_due(&schedule, at(BASE), at(four - 1)).unwrap());
-        assert!(is_due(&schedule, at(BASE), at(four)).unwrap());
-        assert!(!is_due(&schedule, at(four), at(four + 3600)).unwrap());
-        assert!(is_due(&schedule, at(four - 1), at(four + 86_400)).unwrap());
+        let midnight = local(1, 0, 0, 0);
+        let four = local(1, 4, 0, 0);
+        let just_before = local(1, 3, 59, 59);
+        assert!(!is_due(&schedule, midnight, just_before).unwrap());
+        assert!(is_due(&schedule, midnight, four).unwrap());
+        assert!(!is_due(&schedule, four, local(1, 5, 0, 0)).unwrap());
+        assert!(is_due(&schedule, just_before, local(2, 12, 0, 0)).unwrap());
+        // A fraction of a second past the time does not make it due again.
+        let after_four = four + Duration::from_millis(500);
+        assert!(!is_due(&schedule, after_four, local(1, 5, 0, 0)).unwrap());
     }
 }
 

@@ -37,6 +37,39 @@ pub enum Error {
     /// The HTML report cannot be written.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// No job file has this name.
+    #[error("no job `{name}` in {dir}{}", known_jobs(.known, .suggestion.as_deref()))]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The folder of job files.
+        dir: camino::Utf8PathBuf,
+        /// The jobs there are.
+        known: Vec<String>,
+        /// The closest known name.
+        suggestion: Option<String>,
+    },
+    /// A schedule cannot be checked, computed or turned into a timer.
+    #[error("schedule `{schedule}`: {message}")]
+    Schedule {
+        /// The schedule as the job file writes it.
+        schedule: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A unit file is in the way that kvmx-ci did not write.
+    #[error("{path} exists and was not written by kvmx-ci; move it away or ask to replace it")]
+    ForeignUnit {
+        /// The unit file.
+        path: camino::Utf8PathBuf,
+    },
+    /// A tool (systemd-analyze, systemctl, ...) failed or ran past its
+    /// deadline.
+    #[error(transparent)]
+    Tool(#[from] kvmx_core::process::ProcessError),
+    /// A kvmx-core file operation (an atomic write) failed.
+    #[error(transparent)]
+    Core(#[from] kvmx_core::Error),
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),
@@ -48,4 +81,16 @@ impl Error {
         let path = path.into();
         move |source| Error::Io { path, source }
     }
+}
+
+fn known_jobs(known: &[String], suggestion: Option<&str>) -> String {
+    let mut text = if known.is_empty() {
+        " (there are no job files yet: write one as <name>.toml there)".to_owned()
+    } else {
+        format!(" (jobs: {})", known.join(", "))
+    };
+    if let Some(name) = suggestion {
+        text.push_str(&format!("; did you mean `{name}`?"));
+    }
+    text
 }

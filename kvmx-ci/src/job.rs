@@ -1,5 +1,15 @@
 //! Job files: one strict TOML file per job, `<config>/ci/<job>.toml`, whose
 //! file stem is the job's name.
+//!
+//! The model is here; reading a file ([`Job::load`], [`load_all`],
+//! [`find`]) and the rules that involve several values are in its
+//! submodules. Errors point at the file, line and column, as `kvmx.toml`'s
+//! do.
+
+mod check;
+mod load;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -7,6 +17,8 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use kvmx_core::config::values::VmName;
 use serde::{Deserialize, Serialize};
+
+pub use load::{check_all, find, load_all};
 
 /// One job, as its file says, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +35,9 @@ pub struct Job {
     /// The VM the steps run in.
     pub vm: VmSpec,
     /// The steps, run in order in the guest; the first failure ends the run.
-    #[serde(rename = "step")]
+    // Missing steps are reported by the checks, with a better message than
+    // serde's "missing field".
+    #[serde(rename = "step", default)]
     pub steps: Vec<Step>,
     /// The whole run's time limit, VM work included.
     #[serde(with = "humantime_serde", default = "default_job_timeout")]

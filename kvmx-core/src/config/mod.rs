@@ -60,7 +60,10 @@ pub fn load_toml(file: &Utf8Path) -> Result<Config, crate::Error> {
     Ok(parse_toml(&text, file)?)
 }
 
-fn toml_error(text: &str, file: &Utf8Path, error: &toml::de::Error) -> ConfigError {
+/// A TOML or serde error of `text` as a [`ConfigError`] at its place, in a
+/// config file's words, with "did you mean" for a misspelt key. Shared with
+/// the other strict TOML files of kvmx (kvmx-ci's job files).
+pub fn toml_error(text: &str, file: &Utf8Path, error: &toml::de::Error) -> ConfigError {
     let offset = error.span().map_or(0, |span| span.start);
     let message = error.message().trim().to_owned();
     let hint = unknown_field_hint(&message);
@@ -108,7 +111,9 @@ fn shorten_unknown_field(message: &str) -> String {
     message
 }
 
-fn locate_problem(text: &str, file: &Utf8Path, problem: Problem) -> ConfigError {
+/// A broken rule as a [`ConfigError`] at the line of the key it is about
+/// (see [`Problem::path`]). Shared with kvmx-ci's job files.
+pub fn locate_problem(text: &str, file: &Utf8Path, problem: Problem) -> ConfigError {
     let offset = key_offset(text, &problem.path);
     let error = match offset {
         Some(offset) => ConfigError::at_offset(file, text, offset, problem.message),

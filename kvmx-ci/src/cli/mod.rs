@@ -103,9 +103,17 @@ struct RunArgs {
 enum ScheduleCommand {
     /// Write and enable a timer per scheduled job (or print crontab lines
     /// where there is no systemd).
-    Install,
-    /// Disable and remove the timers.
-    Remove,
+    Install {
+        /// Replace unit files of the same name that kvmx-ci did not write.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Disable and remove the timers (also those of jobs removed since).
+    Remove {
+        /// Remove unit files of the same name that kvmx-ci did not write.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the units (or crontab lines) and when each job is next due.
     Show,
 }

@@ -71,6 +71,7 @@ pub(super) fn log(
     name: &str,
     run: Option<u64>,
     follow: bool,
+    json: bool,
 ) -> Result<u8, Error> {
     let job = job::find(layout, name)?;
     crate::runner::recover(layout, &job, &mut Lines { json })?;

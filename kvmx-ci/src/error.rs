@@ -22,6 +22,9 @@ pub enum Error {
     /// The VM side failed.
     #[error(transparent)]
     Vm(#[from] kvmx_provision::Error),
+    /// The source failed verification or could not be checked.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),

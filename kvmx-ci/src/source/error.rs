@@ -80,7 +80,8 @@ pub enum SourceError {
         /// The last verified commit, or "none".
         last: String,
     },
-    /// The archive of a commit holds a path outside the destination.
+    /// The archive of a commit holds a path outside the destination, or one
+    /// through a symlink of its own.
     #[error(
         "the archive of commit {commit} holds {entry:?}, a path outside {dest}; nothing of it is used"
     )]

@@ -3,7 +3,8 @@
 //! Every path is checked before anything is written, and nothing lands
 //! outside the folder.
 
-use std::path::Component;
+use std::collections::HashSet;
+use std::path::{Component, PathBuf};
 
 use camino::Utf8Path;
 
@@ -35,29 +36,37 @@ pub(crate) fn archive(
         .tempfile_in(scratch)
         .map_err(SourceError::io(scratch))?;
     let tar_path = Utf8Path::from_path(tar.path()).unwrap_or(scratch);
-    git.run(
-        &format!("archive commit {commit}"),
-        &["archive", "--format=tar", "-o", tar_path.as_str(), commit],
-    )?;
-    check_paths(tar_path, commit, dest)?;
-    let unpacked = unpack(tar_path, commit, dest);
-    if unpacked.is_err() {
+    let written = git
+        .run(
+            &format!("archive commit {commit}"),
+            &["archive", "--format=tar", "-o", tar_path.as_str(), commit],
+        )
+        .map_err(SourceError::from)
+        .and_then(|_| check_paths(tar_path, commit, dest))
+        .and_then(|()| unpack(tar_path, commit, dest));
+    if written.is_err() {
         // Half an export must not look like a whole one.
         let _ = std::fs::remove_dir_all(dest);
     }
-    unpacked
+    written
 }
 
-/// Refuses absolute paths and `..` before anything is unpacked.
+/// Refuses absolute paths, `..` and paths through a symlink of the
+/// archive before anything is unpacked.
 fn check_paths(tar_path: &Utf8Path, commit: &str, dest: &Utf8Path) -> Result<(), SourceError> {
     let file = std::fs::File::open(tar_path).map_err(SourceError::io(tar_path))?;
     let mut archive = tar::Archive::new(file);
+    let mut symlinks: HashSet<PathBuf> = HashSet::new();
     for entry in archive.entries().map_err(SourceError::io(tar_path))? {
         let entry = entry.map_err(SourceError::io(tar_path))?;
         let path = entry.path().map_err(SourceError::io(tar_path))?;
         let escapes = path
             .components()
-            .any(|part| !matches!(part, Component::Normal(_) | Component::CurDir));
+            .any(|part| !matches!(part, Component::Normal(_) | Component::CurDir))
+            || path.ancestors().any(|above| symlinks.contains(above));
+        if entry.header().entry_type().is_symlink() {
+            symlinks.insert(path.to_path_buf());
+        }
         if escapes {
             return Err(SourceError::UnsafePath {
                 commit: commit.to_owned(),

@@ -263,13 +263,16 @@ impl<'a> Checker<'a> {
         let primary_key = fields.get(9).copied().unwrap_or(signing_key);
         let allowed = |fpr: &str| self.signers.contains(&normalize(fpr));
         if allowed(primary_key) || allowed(signing_key) {
-            Ok(primary_key.to_owned())
-        } else {
-            Err(format!(
-                "signed by OpenPGP key {primary_key} (signing key {signing_key}), which is not \
-                 one of the job's signers"
-            ))
+            return Ok(primary_key.to_owned());
         }
+        let subkey = if signing_key == primary_key {
+            String::new()
+        } else {
+            format!(" (signing subkey {signing_key})")
+        };
+        Err(format!(
+            "signed by OpenPGP key {primary_key}{subkey}, which is not one of the job's signers"
+        ))
     }
 }
 

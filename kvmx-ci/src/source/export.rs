@@ -1,5 +1,7 @@
 //! Export of a commit by its id: `git archive` of the mirror into a
-//! temporary tar file, unpacked by kvmx-ci into the destination folder.
+//! temporary tar file, unpacked by kvmx-ci into the destination folder. The
+//! result is the commit's tree as it is: the commit's own export
+//! attributes are overridden.
 //! Every path is checked before anything is written, and nothing lands
 //! outside the folder.
 
@@ -36,6 +38,14 @@ pub(crate) fn archive(
         .tempfile_in(scratch)
         .map_err(SourceError::io(scratch))?;
     let tar_path = Utf8Path::from_path(tar.path()).unwrap_or(scratch);
+    // The mirror's own attributes win over the commit's .gitattributes:
+    // the export is the commit's tree, with nothing left out
+    // (export-ignore) or rewritten (export-subst).
+    let info = git.mirror().join("info");
+    std::fs::create_dir_all(&info).map_err(SourceError::io(&info))?;
+    let attributes = info.join("attributes");
+    std::fs::write(&attributes, "* -export-ignore -export-subst\n")
+        .map_err(SourceError::io(&attributes))?;
     let written = git
         .run(
             &format!("archive commit {commit}"),

@@ -109,6 +109,11 @@ impl Git {
             .args(args)
     }
 
+    /// The bare mirror.
+    pub fn mirror(&self) -> &Utf8Path {
+        &self.mirror
+    }
+
     /// The job's keyring (a GnuPG home).
     pub fn keyring(&self) -> &Utf8Path {
         &self.keyring

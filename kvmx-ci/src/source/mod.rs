@@ -337,8 +337,11 @@ impl<'a> Source<'a> {
         let root = self.trust_root()?;
         let last = record::read::<Verified>(&self.job.name, &self.paths.verified)?;
         // A re-recorded trust root that the last verified commit does not
-        // descend from starts a new chain.
+        // descend from starts a new chain, and so does a policy change.
         let last = match last {
+            // A commit recorded under another policy (`none` above all) was
+            // not checked as this one asks.
+            Some(last) if last.policy != self.job.source.verify => None,
             Some(last) if self.git.commit_of(&last.commit)?.is_none() => {
                 // Pinned in the mirror, so gone only with the mirror: the
                 // tip cannot descend from it.

@@ -573,7 +573,14 @@ fn none_policy_passes_without_a_signer_or_trust_root() {
 fn export_writes_the_verified_commit_not_a_newer_one() {
     let world = World::new();
     let alice = world.ssh_key("alice");
-    let first = world.commit("one", Signing::Ssh(&alice));
+    // The commit's own export attributes change nothing.
+    std::fs::write(
+        world.upstream.join(".gitattributes"),
+        "content.txt export-subst\n.gitattributes export-ignore\n",
+    )
+    .unwrap();
+    world.git(&Signing::Unsigned, &["add", ".gitattributes"]);
+    let first = world.commit("one $Format:%H$", Signing::Ssh(&alice));
     let job = world.ssh_job(world.allowed_signers(&[&alice]), &first);
     verify(&world.layout, &job).unwrap();
     // A newer signed commit reaches the mirror but is not verified yet.
@@ -582,14 +589,15 @@ fn export_writes_the_verified_commit_not_a_newer_one() {
 
     let dest = world.root.join("export");
     export(&world.layout, &job, &first, &dest).unwrap();
-    let names: Vec<String> = std::fs::read_dir(&dest)
+    let mut names: Vec<String> = std::fs::read_dir(&dest)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, ["content.txt"]);
+    names.sort();
+    assert_eq!(names, [".gitattributes", "content.txt"]);
     assert_eq!(
         std::fs::read_to_string(dest.join("content.txt")).unwrap(),
-        "one"
+        "one $Format:%H$"
     );
 
     let error = export(&world.layout, &job, &second, &world.root.join("newer")).unwrap_err();
@@ -711,4 +719,41 @@ fn export_refuses_a_path_through_a_symlink_out_of_the_folder() {
     assert!(matches!(error, SourceError::UnsafePath { .. }), "{error}");
     assert!(!outside.join("evil").exists(), "{error}");
     assert!(!dest.exists(), "{error}");
+}
+
+#[test]
+fn tag_mode_trust_then_verify_passes() {
+    let world = World::new();
+    let alice = world.ssh_key("alice");
+    let first = world.commit("one", Signing::Unsigned);
+    world.tag("v1", Signing::Ssh(&alice));
+    let mut job = world.job(Policy::Ssh);
+    job.source.allowed_signers = Some(world.allowed_signers(&[&alice]));
+    job.source.mode = Mode::Tag;
+    job.source.tag = Some("v*".into());
+
+    let candidate = trust_candidate(&world.layout, &job).unwrap();
+    assert_eq!(
+        (candidate.commit.as_str(), candidate.reference.as_str()),
+        (first.as_str(), "v1")
+    );
+    trust(&world.layout, &job, &candidate.commit).unwrap();
+    let verified = verify(&world.layout, &job).unwrap();
+    assert_eq!(
+        (verified.commit.as_str(), verified.reference.as_str()),
+        (first.as_str(), "v1")
+    );
+}
+
+#[test]
+fn a_commit_recorded_under_none_does_not_skip_checks_under_ssh() {
+    let world = World::new();
+    let alice = world.ssh_key("alice");
+    let first = world.commit("one", Signing::Ssh(&alice));
+    let unsigned = world.commit("two", Signing::Unsigned);
+    verify(&world.layout, &world.job(Policy::None)).unwrap();
+    world.commit("three", Signing::Ssh(&alice));
+
+    let job = world.ssh_job(world.allowed_signers(&[&alice]), &first);
+    assert_rejected(verify(&world.layout, &job), &unsigned, "not signed");
 }

@@ -70,6 +70,9 @@ pub enum Error {
     /// A kvmx-core file operation (an atomic write) failed.
     #[error(transparent)]
     Core(#[from] kvmx_core::Error),
+    /// The source failed verification or could not be checked.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     /// Wrong use: the message says what to do.
     #[error("{0}")]
     Usage(String),

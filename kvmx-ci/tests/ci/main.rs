@@ -1,1 +1,3 @@
 //! kvmx-ci's tests of the real binary, by topic.
+
+mod gitlab;

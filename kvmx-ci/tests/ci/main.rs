@@ -1,6 +1,7 @@
 //! kvmx-ci's tests of the real binary, by topic, each in a sealed home.
 
 mod cli;
+mod gitlab;
 mod repo;
 mod run;
 

@@ -1,2 +1,0 @@
-//! The GitLab Runner custom-executor driver: `config`, `prepare`, `run`,
-//! `cleanup`.

@@ -1,5 +1,7 @@
 //! kvmx-ci's errors.
 
+use kvmx_core::ErrorKind;
+
 /// What went wrong in kvmx-ci.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -79,6 +81,30 @@ pub enum Error {
 }
 
 impl Error {
+    /// Advice for the user, when there is something to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Job(error) => error.hint.clone(),
+            Error::Core(error) => error.hint(),
+            Error::Vm(error) => error.hint(),
+            _ => None,
+        }
+    }
+
+    /// What kind of failure this is, for the exit code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Job(_) | Error::Schedule { .. } => ErrorKind::Config,
+            Error::Usage(_) | Error::UnknownJob { .. } | Error::ForeignUnit { .. } => {
+                ErrorKind::Usage
+            }
+            Error::Cancelled => ErrorKind::Interrupted,
+            Error::Core(error) => error.kind(),
+            Error::Vm(error) => error.kind(),
+            _ => ErrorKind::Failure,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<camino::Utf8PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();

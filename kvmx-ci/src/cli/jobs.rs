@@ -29,7 +29,7 @@ pub(super) fn check(layout: &Layout, names: &[String], json: bool) -> Result<u8,
                 Err(error) => Checked {
                     file: file.to_string(),
                     job: None,
-                    error: Some(error.to_string()),
+                    error: Some(with_hint(&error)),
                 },
             });
         }
@@ -41,7 +41,7 @@ pub(super) fn check(layout: &Layout, names: &[String], json: bool) -> Result<u8,
                     .as_ref()
                     .map_or(String::new(), |job| job.file.to_string()),
                 job: Some(name.clone()),
-                error: loaded.err().map(|error| error.to_string()),
+                error: loaded.err().map(|error| with_hint(&error)),
             });
         }
     }
@@ -63,6 +63,14 @@ pub(super) fn check(layout: &Layout, names: &[String], json: bool) -> Result<u8,
         }
     }
     Ok(if bad == 0 { exit::PASSED } else { exit::USAGE })
+}
+
+/// The error and its hint, as `check` prints them.
+fn with_hint(error: &Error) -> String {
+    match error.hint() {
+        Some(hint) => format!("{error}\nhint: {hint}"),
+        None => error.to_string(),
+    }
 }
 
 pub(super) fn trust(layout: &Layout, name: &str, yes: bool, json: bool) -> Result<u8, Error> {

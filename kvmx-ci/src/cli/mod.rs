@@ -10,7 +10,7 @@ mod status;
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use kvmx_core::Layout;
+use kvmx_core::{ErrorKind, Layout};
 
 use crate::Error;
 use crate::store::RunResult;
@@ -158,7 +158,7 @@ pub fn main() -> ExitCode {
     match dispatch(command, cli.json) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {}", crate::runner::chain(&error));
+            print_error(&error);
             ExitCode::from(error_code(&error))
         }
     }
@@ -166,11 +166,21 @@ pub fn main() -> ExitCode {
 
 fn error_code(error: &Error) -> u8 {
     match error {
-        Error::Job(_) | Error::Usage(_) => exit::USAGE,
         Error::Busy { .. } => exit::BUSY,
-        Error::Cancelled => exit::CANCELLED,
         Error::Source(source) if source.is_rejection() => exit::REJECTED,
-        _ => exit::ERROR,
+        _ => match error.kind() {
+            ErrorKind::Usage | ErrorKind::Config => exit::USAGE,
+            ErrorKind::Interrupted => exit::CANCELLED,
+            _ => exit::ERROR,
+        },
+    }
+}
+
+/// Prints `error` once, its causes on the same line, then its hint.
+fn print_error(error: &Error) {
+    eprintln!("error: {}", crate::runner::chain(error));
+    if let Some(hint) = error.hint() {
+        eprintln!("hint: {hint}");
     }
 }
 

@@ -44,6 +44,18 @@ pub enum LayoutError {
     NotUtf8(std::path::PathBuf),
 }
 
+/// systemd's folder of a user's own units: `$XDG_CONFIG_HOME/systemd/user`,
+/// or `~/.config/systemd/user`; none when neither variable is set.
+pub fn systemd_user_dir() -> Option<Utf8PathBuf> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let config = match (var("XDG_CONFIG_HOME"), var("HOME")) {
+        (Some(config), _) => Utf8PathBuf::from(config),
+        (None, Some(home)) => Utf8PathBuf::from(home).join(".config"),
+        (None, None) => return None,
+    };
+    Some(config.join("systemd").join("user"))
+}
+
 impl Layout {
     /// Every folder under `root`, as `KVMX_HOME` asks.
     pub fn under(root: &Utf8Path) -> Layout {

@@ -18,10 +18,13 @@ pub const MAX_BOOTS: usize = 2;
 static SLOTS: Mutex<usize> = Mutex::new(0);
 static FREED: Condvar = Condvar::new();
 
-struct Slot;
+/// One of the [`MAX_BOOTS`] places for a running guest, held until
+/// dropped; for tests that start guests by other means than [`Guest::boot`].
+pub struct Slot;
 
 impl Slot {
-    fn take() -> Slot {
+    /// Waits for a free place and takes it.
+    pub fn take() -> Slot {
         let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
         while *used >= MAX_BOOTS {
             used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());

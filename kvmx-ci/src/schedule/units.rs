@@ -180,18 +180,11 @@ fn quoted(text: &str) -> String {
 /// systemd's folder of a user's own units: `$XDG_CONFIG_HOME/systemd/user`
 /// or `~/.config/systemd/user`.
 pub fn unit_dir() -> Result<Utf8PathBuf, Error> {
-    let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let config = match (var("XDG_CONFIG_HOME"), var("HOME")) {
-        (Some(config), _) => Utf8PathBuf::from(config),
-        (None, Some(home)) => Utf8PathBuf::from(home).join(".config"),
-        (None, None) => {
-            return Err(Error::Usage(
-                "neither XDG_CONFIG_HOME nor HOME is set: no folder for systemd user units"
-                    .to_owned(),
-            ));
-        }
-    };
-    Ok(config.join("systemd").join("user"))
+    kvmx_core::layout::systemd_user_dir().ok_or_else(|| {
+        Error::Usage(
+            "neither XDG_CONFIG_HOME nor HOME is set: no folder for systemd user units".to_owned(),
+        )
+    })
 }
 
 /// Whether systemd runs this host (its own test, as `sd_booted` does).

@@ -6,12 +6,13 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::{Layout, Registry};
 use kvmx_provision::{ImagePolicy, Silent, StopOptions, UpOptions, Vm};
+use kvmx_testkit::guest::Slot;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -68,30 +69,6 @@ fn layout(home: &Utf8Path) -> Layout {
     let mut layout = Layout::under(&home.join("kvmx"));
     layout.cache_dir = shared_cache();
     layout
-}
-
-/// At most two jobs' VMs at once: the build machines have two cores.
-static SLOTS: Mutex<usize> = Mutex::new(0);
-static FREED: Condvar = Condvar::new();
-
-struct Slot;
-
-impl Slot {
-    fn take() -> Slot {
-        let mut used = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
-        while *used >= 2 {
-            used = FREED.wait(used).unwrap_or_else(|e| e.into_inner());
-        }
-        *used += 1;
-        Slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        *SLOTS.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        FREED.notify_one();
-    }
 }
 
 /// One GitLab job as gitlab-runner runs it: its ids, and a folder for its

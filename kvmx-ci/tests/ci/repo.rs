@@ -27,7 +27,7 @@ impl SshKey {
 
     /// `principal namespaces="git" <public key>`.
     pub(crate) fn allowed_signers_line(&self) -> String {
-        let public = std::fs::read_to_string(self.private.with_extension("pub")).unwrap();
+        let public = std::fs::read_to_string(format!("{}.pub", self.private.display())).unwrap();
         let mut words = public.split_whitespace();
         let (kind, key) = (words.next().unwrap(), words.next().unwrap());
         format!("{} namespaces=\"git\" {kind} {key}\n", self.principal)

@@ -48,6 +48,28 @@ fn qemu_runs(sandbox: &Sandbox) -> bool {
     })
 }
 
+/// `kvmx-ci run demo` started in the background, once run `id`'s step
+/// has said "sleeping".
+fn run_until_sleeping(sandbox: &Sandbox, id: u64) -> std::process::Child {
+    let mut running = sandbox
+        .kvmx_ci()
+        .args(["run", "demo"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = sandbox
+        .root()
+        .join(format!("kvmx/data/ci/demo/runs/{id}/log"));
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !std::fs::read_to_string(&log).is_ok_and(|log| log.contains("sleeping")) {
+        assert!(Instant::now() < deadline, "the sleeping step never began");
+        assert!(running.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    running
+}
+
 #[test]
 fn a_job_runs_signed_commits_and_refuses_the_rest() {
     let sandbox = Sandbox::new();
@@ -100,20 +122,7 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     // second run meanwhile is refused at once.
     repo.write("build.sh", "echo sleeping\nsleep 600\n");
     repo.commit("sleep", Some(&alice));
-    let mut running = sandbox
-        .kvmx_ci()
-        .args(["run", "demo"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let step_log = sandbox.root().join("kvmx/data/ci/demo/runs/3/log");
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !std::fs::read_to_string(&step_log).is_ok_and(|log| log.contains("sleeping")) {
-        assert!(Instant::now() < deadline, "the sleeping step never began");
-        assert!(running.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut running = run_until_sleeping(&sandbox, 3);
     let (code, _, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
     assert_eq!(code, 5, "{stderr}");
     assert!(stderr.contains("under way"), "{stderr}");
@@ -129,19 +138,7 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
 
     // kill -9 of kvmx-ci during a step: the next command marks the run
     // `error (interrupted)` and powers off the VM it left.
-    let mut killed = sandbox
-        .kvmx_ci()
-        .args(["run", "demo"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let step_log = sandbox.root().join("kvmx/data/ci/demo/runs/4/log");
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !std::fs::read_to_string(&step_log).is_ok_and(|log| log.contains("sleeping")) {
-        assert!(Instant::now() < deadline, "the sleeping step never began");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let mut killed = run_until_sleeping(&sandbox, 4);
     killed.kill().unwrap();
     killed.wait().unwrap();
     assert!(qemu_runs(&sandbox), "the killed run's VM should still run");

@@ -146,17 +146,11 @@ fn install(force: bool, output: &Output) -> Result<(), CommandError> {
 
 /// `$XDG_CONFIG_HOME/systemd/user`, or `~/.config/systemd/user`.
 fn systemd_user_folder() -> Result<Utf8PathBuf, CommandError> {
-    let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let config = match (var("XDG_CONFIG_HOME"), var("HOME")) {
-        (Some(config), _) => Utf8PathBuf::from(config),
-        (None, Some(home)) => Utf8PathBuf::from(home).join(".config"),
-        (None, None) => {
-            return Err(CommandError::usage(
-                "neither XDG_CONFIG_HOME nor HOME is set: no place for the systemd unit",
-            ));
-        }
-    };
-    Ok(config.join("systemd").join("user"))
+    kvmx_core::layout::systemd_user_dir().ok_or_else(|| {
+        CommandError::usage(
+            "neither XDG_CONFIG_HOME nor HOME is set: no place for the systemd unit",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -180,6 +180,8 @@ impl Attempt<'_> {
             Ok(checkout) => checkout,
             Err(error) => return Outcome::from_error(error, self.cancel),
         };
+        // The VM's own stages follow.
+        log.end_stage();
         let job_vm = match vm::bring_up(self, &checkout, log) {
             Ok(job_vm) => job_vm,
             Err(error) => return Outcome::from_error(error, self.cancel),
@@ -206,10 +208,13 @@ impl Attempt<'_> {
         };
         log.stage("copying the source into the guest");
         let workdir = &self.job.vm.workdir;
+        // The guest side of kvmx's rsync runs as root: the tree must end up
+        // the guest user's, whoever owns it on the host.
+        let owner = format!("--chown={}:", guest.target().user);
         let copied = guest.rsync_to(
             &format!("{checkout}/"),
             &format!("{workdir}/"),
-            &["--delete".to_owned()],
+            &["--delete".to_owned(), owner],
             &mut log.lines(),
         );
         match copied {
@@ -253,7 +258,6 @@ impl Attempt<'_> {
                     status: None,
                 };
             };
-            log.stage(&format!("step {}", step.name));
             let line = format!("cd {} && {}", quote(&self.job.vm.workdir), step.run);
             let limit = step.timeout.min(remaining);
             let mut exec = guest

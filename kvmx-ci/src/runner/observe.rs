@@ -36,7 +36,8 @@ impl<'r, 'o> RunObserver<'r, 'o> {
         self.current = Some((stage.to_owned(), Instant::now()));
     }
 
-    fn end_stage(&mut self) {
+    /// Ends the current stage, if any.
+    pub(super) fn end_stage(&mut self) {
         if let Some((stage, since)) = self.current.take() {
             self.event(Event::StageFinished {
                 stage: &stage,

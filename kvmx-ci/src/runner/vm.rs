@@ -47,7 +47,8 @@ impl JobVm {
                 vm,
                 started_here: true,
             } => {
-                log.stage(&format!("stopping {}", vm.name()));
+                log.end_stage();
+                log.note(&format!("stopping {}", vm.name()));
                 vm.stop_with(&StopOptions::new(), log)?;
             }
             JobVm::Kept { .. } => {}
@@ -64,7 +65,7 @@ pub(super) fn bring_up(
 ) -> Result<JobVm, Error> {
     let spec = &attempt.job.vm;
     if let Some(template) = &spec.template {
-        log.stage(&format!("starting a disposable VM of {template}"));
+        log.note(&format!("starting a disposable VM of {template}"));
         let template = Vm::find(attempt.layout, Some(template.as_str()), checkout)?.vm;
         let disposable =
             Disposable::create(attempt.layout, &template, DisposableOptions::default())?;
@@ -75,7 +76,10 @@ pub(super) fn bring_up(
     let vm = kept_vm(attempt.layout, attempt.job, checkout)?;
     let was_running = vm.status()?.state != State::Stopped;
     if spec.fresh == Freshness::Recreate {
-        log.stage(&format!("recreating {}", vm.name()));
+        log.note(&format!(
+            "recreating {}: its image is removed and built again",
+            vm.name()
+        ));
         if was_running {
             vm.stop_with(&StopOptions::new().force(true), log)?;
         }

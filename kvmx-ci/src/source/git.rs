@@ -252,38 +252,37 @@ impl Git {
     /// The newest tag matching the git glob `pattern` (by creator date,
     /// ties by version order), if any.
     pub fn newest_tag(&self, pattern: &str) -> Result<Option<String>, ProcessError> {
-        // The last --sort is the primary key.
-        let out = self.run(
-            "list the tags",
-            &[
-                "tag",
-                "--list",
-                "--sort=-version:refname",
-                "--sort=-creatordate",
-                "--format=%(refname:strip=2)",
-                "--end-of-options",
-                pattern,
-            ],
-        )?;
-        Ok(out.lines().next().map(str::to_owned))
+        let tags = self.tags("list the tags", &[], pattern)?;
+        Ok(tags.into_iter().next())
     }
 
     /// The tags matching `pattern` that point at `commit`.
     pub fn tags_at(&self, pattern: &str, commit: &str) -> Result<Vec<String>, ProcessError> {
-        let out = self.run(
+        self.tags(
             "list the tags of a commit",
-            &[
-                "tag",
-                "--list",
-                "--points-at",
-                commit,
-                "--sort=-version:refname",
-                "--sort=-creatordate",
-                "--format=%(refname:strip=2)",
-                "--end-of-options",
-                pattern,
-            ],
-        )?;
+            &["--points-at", commit],
+            pattern,
+        )
+    }
+
+    /// The tags matching `pattern` (and `filter`), newest first.
+    fn tags(
+        &self,
+        what: &str,
+        filter: &[&str],
+        pattern: &str,
+    ) -> Result<Vec<String>, ProcessError> {
+        let mut args = vec!["tag", "--list"];
+        args.extend_from_slice(filter);
+        // The last --sort is the primary key.
+        args.extend([
+            "--sort=-version:refname",
+            "--sort=-creatordate",
+            "--format=%(refname:strip=2)",
+            "--end-of-options",
+            pattern,
+        ]);
+        let out = self.run(what, &args)?;
         Ok(out.lines().map(str::to_owned).collect())
     }
 

@@ -95,7 +95,8 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     let last = last_run(&sandbox);
     assert_eq!(last["result"], "passed", "{last}");
     assert_eq!(last["commit"], first.as_str());
-    assert_eq!(last["signer"], "alice@example.org");
+    let signer = last["signer"].as_str().unwrap();
+    assert!(signer.starts_with("alice@example.org"), "{signer}");
     let artifact = sandbox
         .root()
         .join("kvmx/data/ci/demo/runs/1/artifacts/result.txt");

@@ -6,70 +6,20 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use kvmx_core::{Layout, Registry};
-use kvmx_provision::{ImagePolicy, Silent, StopOptions, UpOptions, Vm};
 use kvmx_testkit::guest::Slot;
+
+use crate::shared_cache;
+use crate::template::{TEMPLATE, template_home};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The template every job here is made from.
-const TEMPLATE: &str = "gitlab-tmpl";
 /// What the tests tell kvmx-ci a failed job script exits with.
 const BUILD_FAILURE: i32 = 7;
 /// What the tests tell kvmx-ci any other failure exits with.
 const SYSTEM_FAILURE: i32 = 9;
-
-/// The bootstrap cache shared with kvmx's own tests of this target
-/// folder: the Debian tree is made once.
-fn shared_cache() -> Utf8PathBuf {
-    Utf8Path::new(env!("CARGO_TARGET_TMPDIR")).join("kvmx-cache")
-}
-
-/// The kvmx home holding the template and the jobs' VMs. Kept between
-/// runs: the template is built again only when its file changed or its
-/// build did not finish.
-fn template_home() -> &'static Utf8Path {
-    static HOME: OnceLock<Utf8PathBuf> = OnceLock::new();
-    HOME.get_or_init(|| {
-        let home = Utf8Path::new(env!("CARGO_TARGET_TMPDIR")).join("gitlab-home");
-        let project = home.join("projects").join(TEMPLATE);
-        let config = "[hardware]\nmemory = \"1G\"\ncpus = 2\naccelerator = \"tcg\"\n\n\
-                      [image]\nsize = \"3G\"\n\n[supervise]\nboot_timeout = 900\n";
-        let ready = home.join("template-ready");
-        let same = std::fs::read_to_string(project.join("kvmx.toml")).is_ok_and(|t| t == config);
-        if same && ready.exists() {
-            return home;
-        }
-        if home.exists() {
-            std::fs::remove_dir_all(&home).expect("remove the old kvmx home");
-        }
-        std::fs::create_dir_all(&project).unwrap();
-        std::fs::write(project.join("kvmx.toml"), config).unwrap();
-        let layout = layout(&home);
-        Registry::register(&layout, TEMPLATE, &project, false).expect("register the template");
-        let template = Vm::find(&layout, Some(TEMPLATE), &project)
-            .expect("open the template")
-            .vm;
-        template
-            .up_with(&UpOptions::new().image(ImagePolicy::Build), &mut Silent)
-            .expect("build and boot the template");
-        template
-            .stop_with(&StopOptions::new(), &mut Silent)
-            .expect("stop the template");
-        std::fs::write(&ready, "").unwrap();
-        home
-    })
-}
-
-fn layout(home: &Utf8Path) -> Layout {
-    let mut layout = Layout::under(&home.join("kvmx"));
-    layout.cache_dir = shared_cache();
-    layout
-}
 
 /// One GitLab job as gitlab-runner runs it: its ids, and a folder for its
 /// scripts and the exit code file.

@@ -4,6 +4,7 @@ mod cli;
 mod gitlab;
 mod repo;
 mod run;
+mod template;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,13 +13,33 @@ use std::process::Command;
 /// by every test of the run.
 pub(crate) struct Sandbox {
     root: tempfile::TempDir,
+    kvmx_home: Option<PathBuf>,
 }
 
 impl Sandbox {
     pub(crate) fn new() -> Self {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("home")).unwrap();
-        Sandbox { root }
+        Sandbox {
+            root,
+            kvmx_home: None,
+        }
+    }
+
+    /// A sandbox whose kvmx state is the existing `kvmx_home` (one that
+    /// holds a template).
+    pub(crate) fn with_kvmx_home(kvmx_home: PathBuf) -> Self {
+        Sandbox {
+            kvmx_home: Some(kvmx_home),
+            ..Sandbox::new()
+        }
+    }
+
+    /// Its `KVMX_HOME`.
+    pub(crate) fn kvmx_home(&self) -> PathBuf {
+        self.kvmx_home
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("kvmx"))
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -34,7 +55,9 @@ impl Sandbox {
 
     /// kvmx's folder of job files.
     pub(crate) fn jobs_dir(&self) -> PathBuf {
-        self.dir("kvmx/config/ci")
+        let dir = self.kvmx_home().join("config/ci");
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     /// Writes the job `name`.
@@ -52,7 +75,7 @@ impl Sandbox {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap())
             .env("HOME", self.root.path().join("home"))
-            .env("KVMX_HOME", self.root.path().join("kvmx"))
+            .env("KVMX_HOME", self.kvmx_home())
             .env("KVMX_CACHE_DIR", shared_cache());
         command
     }

@@ -162,3 +162,62 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     assert!(last["vm"].is_null(), "a rejected run touched a VM: {last}");
     assert_eq!(last["steps"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_disposable_job_leaves_nothing_and_is_reported_unverified() {
+    let home = crate::template::template_home();
+    let sandbox = Sandbox::with_kvmx_home(home.join("kvmx").into());
+    let repo = Repo::new(sandbox.dir("repo"));
+    repo.write(
+        "build.sh",
+        "mkdir -p out && uname -r > out/kernel && echo built\n",
+    );
+    let commit = repo.commit("unsigned, and the job says so", None);
+    let job = format!(
+        "artifacts = [\"src/out/kernel\"]\n\n\
+         [source]\nurl = \"{}\"\nverify = \"none\"\n\n\
+         [vm]\ntemplate = \"{}\"\nfresh = \"disposable\"\n\n\
+         [[step]]\nname = \"build\"\nrun = \"sh build.sh\"\n",
+        repo.dir.display(),
+        crate::template::TEMPLATE
+    );
+    // Runs of earlier test runs are kept in the shared home: this job's
+    // folder is made fresh.
+    let job_dir = sandbox.kvmx_home().join("data/ci/disposable-job");
+    let _ = std::fs::remove_dir_all(&job_dir);
+    sandbox.write_job("disposable-job", &job);
+
+    let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "disposable-job"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(job_dir.join("runs/1/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["result"], "passed", "{record}");
+    assert_eq!(record["verified"], false);
+    assert_eq!(record["commit"], commit.as_str());
+    assert!(record["signer"].is_null());
+    let kernel = std::fs::read_to_string(job_dir.join("runs/1/artifacts/kernel")).unwrap();
+    assert!(!kernel.trim().is_empty());
+
+    // The disposable is gone: no folder, no QEMU.
+    let vm = record["vm"].as_str().unwrap();
+    assert!(vm.starts_with("disp-"), "{vm}");
+    for folder in ["data", "run"] {
+        assert!(!sandbox.kvmx_home().join(folder).join(vm).exists());
+    }
+    let qemu_of_vm = std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&format!("/{vm}/")))
+    });
+    assert!(!qemu_of_vm, "the disposable's QEMU still runs");
+
+    // The report says the source was not verified.
+    let report = sandbox.dir("report");
+    let (code, _, stderr) = kvmx_ci(&sandbox, &["report", "--html", report.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let index = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        index.contains("disposable-job") && index.contains("unverified"),
+        "{index}"
+    );
+}

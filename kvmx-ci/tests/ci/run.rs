@@ -9,13 +9,17 @@ use crate::repo::{Repo, SshKey};
 use crate::{Sandbox, output_text};
 
 const PROJECT: &str = "[hardware]\nmemory = \"1G\"\ncpus = 2\naccelerator = \"tcg\"\n\n\
-[image]\nsize = \"3G\"\n\n[supervise]\nboot_timeout = 900\nshutdown_timeout = 120\n";
+[image]\nsize = \"3G\"\n\n[supervise]\nboot_timeout = 900\nshutdown_timeout = 120\n\n\
+[provision]\ncommand = \"echo provisioned >> ~/provisioned\"\n";
 
-fn job(repo: &Repo, signers: &Path, root: &str) -> String {
+/// Prints how often the guest was provisioned.
+const COUNT_PROVISIONS: &str = "echo \"provisioned $(wc -l < ~/provisioned) times\"\n";
+
+fn job(repo: &Repo, signers: &Path, root: &str, fresh: &str) -> String {
     format!(
         "artifacts = [\"src/out/result.txt\"]\n\n[source]\nurl = \"{}\"\nbranch = \"main\"\nverify = \"ssh\"\n\
          allowed_signers = \"{}\"\ntrust_root = \"{root}\"\n\n\
-         [vm]\nproject = \".\"\nfresh = \"reuse\"\n\n\
+         [vm]\nproject = \".\"\nfresh = \"{fresh}\"\n\n\
          [[step]]\nname = \"build\"\nrun = \"sh build.sh\"\ntimeout = \"10m\"\n",
         repo.dir.display(),
         signers.display()
@@ -86,7 +90,7 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     );
     repo.write("version", "v1\n");
     let first = repo.commit("v1", Some(&alice));
-    sandbox.write_job("demo", &job(&repo, &signers, &first));
+    sandbox.write_job("demo", &job(&repo, &signers, &first, "reuse"));
 
     // A signed commit: built, booted, run, artifact fetched.
     let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
@@ -109,8 +113,13 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
         "the VM started for the run still runs"
     );
 
-    // A signed commit whose step fails: `failed`, with the step's status.
-    repo.write("build.sh", "echo failing on purpose\nexit 3\n");
+    // A signed commit whose step fails: `failed`, with the step's status;
+    // `provision` provisions the kept VM again first.
+    sandbox.write_job("demo", &job(&repo, &signers, &first, "provision"));
+    repo.write(
+        "build.sh",
+        &format!("{COUNT_PROVISIONS}echo failing on purpose\nexit 3\n"),
+    );
     let failing = repo.commit("fail", Some(&alice));
     let (code, stdout, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
@@ -118,10 +127,17 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     assert_eq!(last["result"], "failed", "{last}");
     assert_eq!(last["status"], 3);
     assert_eq!(last["commit"], failing.as_str());
+    let (_, log, _) = kvmx_ci(&sandbox, &["log", "demo"]);
+    assert!(log.contains("provisioned 2 times"), "{log}");
 
     // SIGTERM during a step: `cancelled`, and nothing left running; a
     // second run meanwhile is refused at once.
-    repo.write("build.sh", "echo sleeping\nsleep 600\n");
+    // `recreate` builds a new image, provisioned once.
+    sandbox.write_job("demo", &job(&repo, &signers, &first, "recreate"));
+    repo.write(
+        "build.sh",
+        &format!("{COUNT_PROVISIONS}echo sleeping\nsleep 600\n"),
+    );
     repo.commit("sleep", Some(&alice));
     let mut running = run_until_sleeping(&sandbox, 3);
     let (code, _, stderr) = kvmx_ci(&sandbox, &["run", "demo"]);
@@ -135,8 +151,11 @@ fn a_job_runs_signed_commits_and_refuses_the_rest() {
     let status = running.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert_eq!(last_run(&sandbox)["result"], "cancelled");
+    let (_, log, _) = kvmx_ci(&sandbox, &["log", "demo"]);
+    assert!(log.contains("provisioned 1 times"), "{log}");
     assert!(!qemu_runs(&sandbox), "a cancelled run left its VM running");
 
+    sandbox.write_job("demo", &job(&repo, &signers, &first, "reuse"));
     // kill -9 of kvmx-ci during a step: the next command marks the run
     // `error (interrupted)` and powers off the VM it left.
     let mut killed = run_until_sleeping(&sandbox, 4);

@@ -35,6 +35,9 @@ pub struct DisposableOptions {
     pub network: bool,
     /// Host folders shared into the guest (9p), as (host, guest).
     pub shares: Vec<(Utf8PathBuf, GuestPath)>,
+    /// The caller runs its command with [`Disposable::agent_command`]: a
+    /// guest restored with kvmx's agent is then not waited for on SSH.
+    pub agent: bool,
 }
 
 impl Default for DisposableOptions {
@@ -44,6 +47,7 @@ impl Default for DisposableOptions {
             memory: None,
             network: true,
             shares: Vec::new(),
+            agent: false,
         }
     }
 }
@@ -89,6 +93,11 @@ struct Record {
 pub struct Disposable {
     vm: Vm,
     done: bool,
+    /// Whether the caller wants the agent ([`DisposableOptions::agent`]).
+    wants_agent: bool,
+    /// Set once the guest was restored with the agent running, and not
+    /// waited for on SSH.
+    agent_ready: std::cell::Cell<bool>,
 }
 
 impl Disposable {
@@ -130,7 +139,12 @@ impl Disposable {
         let vm = record.vm(layout, name);
         crate::state::ensure_private_dir(&vm.files.paths.data)?;
         write_record(&vm, &record)?;
-        Ok(Disposable { vm, done: false })
+        Ok(Disposable {
+            vm,
+            done: false,
+            wants_agent: options.agent,
+            agent_ready: std::cell::Cell::new(false),
+        })
     }
 
     /// Starts it and waits for SSH, then mounts its shares. On failure it
@@ -176,13 +190,17 @@ impl Disposable {
             progress,
         )?;
         progress.stage("preparing the guest for restoring");
-        if let Err(error) = crate::warm::prepare_guest(&self.vm) {
-            // This one runs as booted; its memory file goes once QEMU ends.
-            progress.note(&format!(
-                "{error}; this template's disposables boot each time (set disposable.warm = false in its config to stop trying)"
-            ));
-            let _ = std::fs::remove_dir_all(&fresh);
-            return Ok(report);
+        match crate::warm::prepare_guest(&self.vm) {
+            Ok(true) => crate::warm::mark_agent(&fresh)?,
+            Ok(false) => {}
+            Err(error) => {
+                // This one runs as booted; its memory file goes once QEMU ends.
+                progress.note(&format!(
+                    "{error}; this template's disposables boot each time (set disposable.warm = false in its config to stop trying)"
+                ));
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Ok(report);
+            }
         }
         progress.stage("saving the warm state for the next disposables");
         match crate::warm::save(&self.vm, &fresh, report.accelerator) {
@@ -199,16 +217,49 @@ impl Disposable {
     }
 
     fn restore(&self, state: &WarmState, progress: &mut Stages<'_>) -> Result<UpReport, Error> {
+        let state = WarmState {
+            agent: state.agent && self.wants_agent,
+            ..state.clone()
+        };
         let restored = self.vm.start(
             true,
-            Some(WarmRun::Restore(state)),
+            Some(WarmRun::Restore(&state)),
             &Patience::default(),
             progress,
         );
-        if restored.is_err() {
-            self.vm.halt();
+        match &restored {
+            Ok(_) => self.agent_ready.set(state.agent),
+            Err(_) => self.vm.halt(),
         }
         restored
+    }
+
+    /// Starts `words` (see [`crate::guest::command_line`]) through kvmx's
+    /// agent, as the guest's SSH user, when the disposable was restored
+    /// with it ([`DisposableOptions::agent`]); `terminal` gives the command
+    /// a pseudo-terminal. `None` when there is no agent: the guest then
+    /// answers SSH (an agent that fails to start the command is waited
+    /// past, to SSH), and the caller runs the command there.
+    pub fn agent_command<S: AsRef<str>>(
+        &self,
+        words: &[S],
+        terminal: Option<crate::agent::Terminal>,
+    ) -> Result<Option<crate::agent::AgentSession>, Error> {
+        if !self.agent_ready.get() {
+            return Ok(None);
+        }
+        let mut request =
+            crate::warm::agent_request(&self.vm, &crate::guest::command_line(words)?)?;
+        request.terminal = terminal;
+        match crate::agent::start(&self.vm.files, &request, AGENT_DEADLINE) {
+            Ok(session) => Ok(Some(session)),
+            Err(_) => {
+                self.agent_ready.set(false);
+                let patience = Patience::default();
+                crate::warm::wait_for_login(&self.vm, patience.timeout(&self.vm), || Ok(()))?;
+                Ok(None)
+            }
+        }
     }
 
     /// The VM.
@@ -234,6 +285,9 @@ impl Disposable {
         write_record(&self.vm, &record)
     }
 }
+
+/// How long a restored guest's agent gets to start a command.
+const AGENT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Drop for Disposable {
     fn drop(&mut self) {

@@ -59,6 +59,11 @@ pub fn clock_pipe(runtime: &Utf8Path) -> Utf8PathBuf {
     runtime.join("clock")
 }
 
+/// The host end of the agent's virtio-serial port (see `agent.rs`).
+pub fn agent_socket(runtime: &Utf8Path) -> Utf8PathBuf {
+    runtime.join("agent.sock")
+}
+
 /// The warm states of a template whose data folder is `template_data`.
 pub fn warm_states(template_data: &Utf8Path) -> Utf8PathBuf {
     template_data.join("warm")
@@ -165,6 +170,7 @@ impl VmFiles {
             self.spice_socket(),
             self.vnc_socket(),
             self.ssh_master_socket(),
+            agent_socket(&self.paths.runtime),
         ];
         for socket in fixed.into_iter().chain(virtiofs) {
             check_socket_path(socket)?;

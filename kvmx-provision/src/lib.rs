@@ -8,6 +8,7 @@
 //! [`Vm::ssh_target`] for raw access. Nothing here prints; long operations
 //! report through an [`Observer`].
 
+pub mod agent;
 pub mod clean;
 mod clock;
 mod daemon;

@@ -17,6 +17,11 @@
 //! in the first command. A state is kept per template and per shape of the
 //! disposable, and is thrown away when the template's image or QEMU
 //! changes.
+//!
+//! Before saving, the first disposable also gets kvmx's agent (`agent.rs`)
+//! when the host has its binary: a state saved with a running agent
+//! (marked by an `agent` file) lets a restored sibling run its command
+//! without logging in, right after its clock is set.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +45,9 @@ pub struct WarmState {
     pub dir: Utf8PathBuf,
     /// What it depends on.
     pub facts: Facts,
+    /// Whether the guest runs kvmx's agent, and the restore should rely
+    /// on it instead of waiting for an SSH login.
+    pub agent: bool,
 }
 
 /// What a saved state depends on; any change makes it stale.
@@ -71,6 +79,17 @@ impl WarmState {
     fn devices(&self) -> Utf8PathBuf {
         self.dir.join("devices.state")
     }
+}
+
+/// The mark of a state whose guest runs the agent.
+fn agent_mark(dir: &Utf8Path) -> Utf8PathBuf {
+    dir.join("agent")
+}
+
+/// Marks the state being made in `fresh` as one whose guest runs the agent.
+pub(crate) fn mark_agent(fresh: &Utf8Path) -> Result<(), Error> {
+    let mark = agent_mark(fresh);
+    std::fs::write(&mark, "").map_err(Error::io("write", &mark))
 }
 
 fn disk_in(dir: &Utf8Path) -> Utf8PathBuf {
@@ -113,11 +132,15 @@ fn folder(vm: &Vm) -> Option<Utf8PathBuf> {
     Some(recipe_folder(&template.files.paths.data).join(shape_key))
 }
 
-/// States are grouped by how they were made (kvmx's version and the guest
-/// preparation), so that those made otherwise can be found and removed.
+/// States are grouped by how they were made (kvmx's version, the guest
+/// preparation and the agent binary), so that those made otherwise can be
+/// found and removed.
 fn recipe_folder(template_data: &Utf8Path) -> Utf8PathBuf {
     let version = env!("CARGO_PKG_VERSION");
-    let recipe = crate::provision::digest(&format!("{version}{PREPARE_GUEST}"));
+    let agent = crate::agent::find_binary()
+        .and_then(|path| Utf8PathBuf::from_path_buf(path).ok())
+        .and_then(|path| file_id(&path));
+    let recipe = crate::provision::digest(&format!("{version}{PREPARE_GUEST}{agent:?}"));
     crate::files::warm_states(template_data).join(recipe)
 }
 
@@ -169,7 +192,8 @@ pub fn find(vm: &Vm) -> Option<WarmState> {
         let _ = std::fs::remove_dir_all(&dir);
         return None;
     }
-    Some(WarmState { dir, facts })
+    let agent = agent_mark(&dir).exists();
+    Some(WarmState { dir, facts, agent })
 }
 
 /// Throws a state away (it failed to restore).
@@ -217,9 +241,10 @@ pub(crate) fn save(vm: &Vm, fresh: &Utf8Path, accelerator: Accel) -> Result<Warm
         &text,
         kvmx_core::atomic_file::Overwrite::Yes,
     )?;
+    let agent = agent_mark(fresh).exists();
     let dir = folder(vm).expect("a warm folder was chosen");
     std::fs::rename(fresh, &dir).map_err(Error::io("keep", &dir))?;
-    Ok(WarmState { dir, facts })
+    Ok(WarmState { dir, facts, agent })
 }
 
 /// Loads the saved device state into the QEMU just started with
@@ -266,11 +291,29 @@ fn wait_for_migration(qmp: &mut Qmp) -> Result<(), Error> {
 /// so that its restored siblings set their clock and log in quickly.
 const PREPARE_GUEST: &str = include_str!("warm_prepare.sh");
 
+/// How long the agent gets to run its first command, before the save.
+const AGENT_CHECK_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Prepares the guest about to be saved, and checks that its clock can be
-/// set and that a fresh login still works.
-pub(crate) fn prepare_guest(vm: &Vm) -> Result<(), Error> {
+/// set and that a fresh login still works. Returns whether the agent runs
+/// commands in it (it runs when the host has its binary; see `agent.rs`).
+pub(crate) fn prepare_guest(vm: &Vm) -> Result<bool, Error> {
     let target = vm.ssh_target()?;
     let mut collected = crate::guest::Collected::default();
+    // The script installs and starts the agent when it finds it here.
+    if let Some(agent) =
+        crate::agent::find_binary().and_then(|path| Utf8PathBuf::from_path_buf(path).ok())
+    {
+        let status = target.upload(&agent, "/tmp/kvmx-agent", &mut collected)?;
+        if !status.success() {
+            return Err(Error::WarmState {
+                problem: format!(
+                    "could not copy kvmx-agent into the guest ({status}): {}",
+                    collected.tail(5)
+                ),
+            });
+        }
+    }
     let status = target.run_with_input("sudo -n sh -s", Some(PREPARE_GUEST), &mut collected)?;
     if !status.success() {
         return Err(Error::WarmState {
@@ -286,7 +329,29 @@ pub(crate) fn prepare_guest(vm: &Vm) -> Result<(), Error> {
             problem: "the guest's sshd did not answer after it was prepared for restoring".into(),
         });
     }
-    Ok(())
+    Ok(agent_runs(vm))
+}
+
+/// Whether the guest's agent runs a command as the SSH user.
+fn agent_runs(vm: &Vm) -> bool {
+    let Ok(request) = agent_request(vm, "true") else {
+        return false;
+    };
+    crate::agent::start(&vm.files, &request, AGENT_CHECK_DEADLINE)
+        .and_then(|session| session.wait(None, &mut std::io::sink(), &mut std::io::sink()))
+        .is_ok_and(|status| status.success())
+}
+
+/// A request to the agent that runs `command_line` as `vm`'s SSH user,
+/// with `ssh.env` set.
+pub(crate) fn agent_request(vm: &Vm, command_line: &str) -> Result<crate::agent::Request, Error> {
+    let target = vm.ssh_target()?;
+    Ok(crate::agent::Request {
+        user: target.user.clone(),
+        command: command_line.to_owned(),
+        terminal: None,
+        env: target.env.clone(),
+    })
 }
 
 /// Waits, a few seconds at most, until the guest is idle, judged by the
@@ -313,18 +378,35 @@ fn clock_pipe(vm: &Vm) -> Utf8PathBuf {
     crate::clock::pipe_base(&vm.files.paths.runtime)
 }
 
-/// Sets the restored guest's clock and waits until it answers SSH,
-/// leaving that connection open for the disposable's commands. The first
-/// login runs nothing in the guest, so it goes on while the clock is set.
-pub(crate) fn wake(vm: &Vm, deadline: Duration) -> Result<(), Error> {
+/// Sets the restored guest's clock and, unless its command is to run
+/// through the agent (`state.agent`), waits until it answers SSH, leaving
+/// that connection open for the disposable's commands. The first login
+/// runs nothing in the guest, so it goes on while the clock is set.
+pub(crate) fn wake(vm: &Vm, state: &WarmState, deadline: Duration) -> Result<(), Error> {
     let target = vm.ssh_target()?;
     if let Some(socket) = &target.control {
         // A connection into the saved guest's previous run is dead.
         let _ = std::fs::remove_file(socket);
     }
+    if state.agent {
+        return crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE);
+    }
+    wait_for_login(vm, deadline, || {
+        crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)
+    })
+}
+
+/// Waits until the restored guest answers SSH, running `meanwhile` once
+/// the first login is on its way.
+pub(crate) fn wait_for_login(
+    vm: &Vm,
+    deadline: Duration,
+    meanwhile: impl FnOnce() -> Result<(), Error>,
+) -> Result<(), Error> {
+    let target = vm.ssh_target()?;
     let end = Instant::now() + deadline;
     let mut login = target.spawn_login()?;
-    crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)?;
+    meanwhile()?;
     loop {
         let answered = login.wait().is_ok_and(|status| status.success());
         if answered {

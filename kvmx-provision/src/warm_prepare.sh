@@ -25,6 +25,15 @@ else
         while read -r now <&3; do date -u -s "@$now" > /dev/null; echo set >&3; done' "$port"
 fi
 
+# kvmx's agent (see agent.rs), when kvmx copied it here: restored
+# siblings run their command through it, with no login.
+if [ -f /tmp/kvmx-agent ]; then
+    install -D -m 0755 /tmp/kvmx-agent /usr/local/libexec/kvmx-agent
+    rm -f /tmp/kvmx-agent
+    systemd-run --quiet --collect --unit=kvmx-agent \
+        /usr/local/libexec/kvmx-agent serve /dev/virtio-ports/org.kvmx.agent
+fi
+
 # Timers would catch up on the days a state may wait between restores.
 systemctl stop timers.target '*.timer'
 

@@ -28,13 +28,29 @@ pub fn run(args: &DisposableArgs, context: &Context, output: &Output) -> Result<
         return Ok(());
     };
     let template = context.load_vm(Some(template), output)?;
-    let session = start(&template, &args.options, None, context, output)?;
-    let status = session
-        .vm()
-        .guest()
-        .map_err(CommandError::from)
-        .and_then(|guest| run_ssh(guest.target(), &args.command));
+    // A command runs through kvmx's agent when the guest has it; a shell
+    // (no command) is a login over SSH.
+    let agent = !args.command.is_empty();
+    let session = start_with(&template, &args.options, None, agent, context, output)?;
+    let status = run_command(&session, &args.command);
     finish(session, status, "the command")
+}
+
+/// Runs `words` in the disposable: through its agent when it has one,
+/// else over SSH, the same to the user but for the time it takes.
+fn run_command(
+    session: &Disposable,
+    words: &[String],
+) -> Result<std::process::ExitStatus, CommandError> {
+    let terminal = super::agent_io::terminal_wanted();
+    match session.agent_command(words, terminal.clone())? {
+        Some(command) => super::agent_io::run(command, terminal.is_some(), &FORWARD),
+        None => session
+            .vm()
+            .guest()
+            .map_err(CommandError::from)
+            .and_then(|guest| run_ssh(guest.target(), words)),
+    }
 }
 
 pub fn run_script(
@@ -85,6 +101,18 @@ pub(crate) fn start(
     context: &Context,
     output: &Output,
 ) -> Result<Disposable, CommandError> {
+    start_with(template, options, name, false, context, output)
+}
+
+/// [`start`], for a command run through the agent when `agent`.
+fn start_with(
+    template: &Vm,
+    options: &DisposableOptionArgs,
+    name: Option<kvmx_core::config::values::VmName>,
+    agent: bool,
+    context: &Context,
+    output: &Output,
+) -> Result<Disposable, CommandError> {
     let options = DisposableOptions {
         name,
         memory: options
@@ -102,6 +130,7 @@ pub(crate) fn start(
             .iter()
             .map(|share| parse_share(share, context))
             .collect::<Result<_, _>>()?,
+        agent,
     };
     let session = Disposable::create(&context.layout, template, options)?;
     erase_on_signal(session.vm().clone())?;
@@ -142,17 +171,42 @@ fn finish(
 /// disposable and ends kvmx with status 130.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
+/// The command running through the agent, if one does: a signal goes to
+/// it first, and it ends as it will (its status is kvmx's).
+static FORWARD: super::agent_io::Forward = super::agent_io::Forward::new();
+
+/// How long a command that was passed a signal gets to end before kvmx
+/// erases its disposable anyway.
+const SIGNALLED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn erase_on_signal(vm: Vm) -> Result<(), CommandError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            INTERRUPTED.store(true, Ordering::SeqCst);
-            let _ = disposable::erase(&vm);
-            std::process::exit(130);
+        let mut forwarded = false;
+        for signal in signals.forever() {
+            if !forwarded && FORWARD.signal(signal) {
+                // A second signal, or the grace's end, erases it.
+                forwarded = true;
+                let vm = vm.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(SIGNALLED_GRACE);
+                    interrupt(&vm);
+                });
+                continue;
+            }
+            interrupt(&vm);
         }
     });
     Ok(())
+}
+
+/// Erases the disposable and ends kvmx with status 130.
+fn interrupt(vm: &Vm) -> ! {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    super::agent_io::restore_terminal();
+    let _ = disposable::erase(vm);
+    std::process::exit(130);
 }
 
 /// Leaves the end to the signal thread once a signal has come (the guest

@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches.
 
 mod access;
+mod agent_io;
 mod clean;
 mod config;
 mod devices;

@@ -170,6 +170,21 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
                 crate::clock::PORT
             ),
         );
+        // The agent's port (agent.rs): commands with no login.
+        args.push(
+            "-chardev",
+            format!(
+                "socket,id=kvmx-agent,path={},server=on,wait=off",
+                escape(crate::files::agent_socket(&launch.runtime_dir).as_str())
+            ),
+        );
+        args.push(
+            "-device",
+            format!(
+                "virtserialport,bus=kvmx-serial.0,chardev=kvmx-agent,name={}",
+                crate::agent::PORT
+            ),
+        );
     }
     if launch.incoming {
         args.push("-incoming", "defer");

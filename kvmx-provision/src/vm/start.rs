@@ -131,7 +131,7 @@ impl Vm {
             (Some(_), true, Some(state)) => {
                 progress.stage("restoring the warm state");
                 crate::warm::load(self, state)?;
-                crate::warm::wake(self, patience.timeout(self))?;
+                crate::warm::wake(self, state, patience.timeout(self))?;
             }
             (Some(port), true, None) => {
                 progress.stage(&format!("waiting for SSH on 127.0.0.1:{port}"));

@@ -37,7 +37,7 @@ pub const AGENT_VARIABLE: &str = "KVMX_AGENT";
 
 /// The agent binary on the host, if there is one.
 pub fn find_binary() -> Option<PathBuf> {
-    crate::daemon::find("kvmx-agent", AGENT_VARIABLE)
+    crate::daemon::find("kvmx-agent", AGENT_VARIABLE).filter(|path| path.is_file())
 }
 
 /// A command started through the agent.

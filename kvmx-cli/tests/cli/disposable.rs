@@ -283,3 +283,121 @@ fn disposables_run_once_and_leave_nothing_behind() {
     assert!(!sandbox.root().join("kvmx/data/scratch").exists());
     assert_no_disposables(&sandbox);
 }
+
+/// `kvmx disposable tmpl -- WORDS` with `stdin`; its output.
+fn disposable_with_input(
+    sandbox: &Sandbox,
+    tmpl: &Path,
+    words: &[&str],
+    stdin: &[u8],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    let mut child = sandbox
+        .kvmx_process(tmpl)
+        .args(["disposable", "tmpl", "--"])
+        .args(words)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.to_vec();
+    let writer = std::thread::spawn(move || input.write_all(&bytes).unwrap());
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+#[test]
+fn a_warm_disposable_runs_its_command_through_the_agent_or_else_ssh() {
+    let sandbox = Sandbox::new();
+    let tmpl = template(&sandbox, "tmpl", "");
+    run_ok(&sandbox, &tmpl, &["up"]);
+    run_ok(&sandbox, &tmpl, &["stop"]);
+    // The first one boots, installs the agent and saves the state.
+    run_ok(&sandbox, &tmpl, &["disposable", "tmpl", "--", "true"]);
+
+    // Binary stdin through and back, stderr apart, the status, and no
+    // SSH session around the command.
+    let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let command = "cat; echo \"err ssh=${SSH_CONNECTION:-none}\" >&2; exit 3";
+    let output = disposable_with_input(&sandbox, &tmpl, &[command], &input, &[]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert!(output.stdout == input, "stdin came back changed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("restoring the warm state"), "{stderr}");
+    assert!(
+        stderr.contains("err ssh=none"),
+        "the command ran over SSH: {stderr}"
+    );
+
+    // As the guest user, in their home, with a login's environment.
+    let seen = run_ok(
+        &sandbox,
+        &tmpl,
+        &[
+            "disposable",
+            "tmpl",
+            "--",
+            "sh",
+            "-c",
+            "id -un; pwd; echo \"$HOME $USER $LANG\"; echo \"$PATH\"; id -Gn",
+        ],
+    );
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "user", "{seen}");
+    assert_eq!(lines[1], "/home/user", "{seen}");
+    assert!(lines[2].starts_with("/home/user user "), "{seen}");
+    assert!(lines[3].contains("/usr/bin"), "{seen}");
+    assert!(lines[4].contains("sudo"), "the user's groups: {seen}");
+
+    // A death by signal is 128 + N.
+    let killed = sandbox
+        .kvmx_in(&tmpl)
+        .args(["disposable", "tmpl", "--", "kill -TERM $$"])
+        .output()
+        .unwrap();
+    assert_eq!(killed.status.code(), Some(143), "{killed:?}");
+
+    // SIGTERM to kvmx reaches the guest command, which ends as it likes.
+    let mut child = sandbox
+        .kvmx_process(&tmpl)
+        .args(["disposable", "tmpl", "--"])
+        .arg("trap 'echo got-term; exit 5' TERM; echo ready; sleep 600 & wait")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert_no_disposables(&sandbox);
+
+    // Without the agent (none on the host), the same over SSH.
+    let without = [("KVMX_AGENT", "/nonexistent/kvmx-agent")];
+    let output = disposable_with_input(&sandbox, &tmpl, &["true"], b"", &without);
+    assert!(output.status.success(), "{output:?}");
+    let output = disposable_with_input(&sandbox, &tmpl, &[command], b"over ssh", &without);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    assert_eq!(output.stdout, b"over ssh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("restoring the warm state"), "{stderr}");
+    assert!(
+        !stderr.contains("err ssh=none"),
+        "SSH carried the command: {stderr}"
+    );
+    assert_no_disposables(&sandbox);
+}

@@ -38,6 +38,11 @@ pub enum Kind {
     Signal = 4,
     /// Host: the terminal's size changed (payload: rows, columns, u16 BE).
     Resize = 5,
+    /// Host: set the guest's clock (payload: seconds since the epoch, i64
+    /// BE, and nanoseconds, u32 BE): a restored guest is as late as its
+    /// saved state is old. Sent before [`Kind::Start`], so the command
+    /// starts at the right time.
+    SetClock = 6,
     /// Agent: it is ready for a command (session 0); written as soon as a
     /// host connects.
     Hello = 64,
@@ -71,6 +76,7 @@ impl Kind {
             3 => StdinEnd,
             4 => Signal,
             5 => Resize,
+            6 => SetClock,
             64 => Hello,
             65 => Started,
             66 => Stdout,

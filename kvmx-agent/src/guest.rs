@@ -43,6 +43,10 @@ pub fn serve(path: &Path) -> io::Result<()> {
 }
 
 fn handle(frame: Frame, port: &Port, command: &mut Option<Running>) {
+    if frame.kind == Kind::SetClock {
+        set_clock(&frame.payload);
+        return;
+    }
     if frame.kind == Kind::Start {
         if let Some(running) = command.take() {
             running.end();
@@ -90,6 +94,29 @@ fn handle(frame: Frame, port: &Port, command: &mut Option<Running>) {
         }
         _ => {}
     }
+}
+
+/// Sets the clock to the time in a [`Kind::SetClock`] payload.
+fn set_clock(payload: &[u8]) {
+    let (Some(seconds), Some(nanoseconds)) = (
+        payload
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(i64::from_be_bytes),
+        payload
+            .get(8..12)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_be_bytes),
+    ) else {
+        return;
+    };
+    let _ = rustix::time::clock_settime(
+        rustix::time::ClockId::Realtime,
+        rustix::time::Timespec {
+            tv_sec: seconds,
+            tv_nsec: nanoseconds.into(),
+        },
+    );
 }
 
 /// Writes a frame; the lock keeps each frame whole.

@@ -5,11 +5,10 @@
 //! `exec` of the user's shell. The environment and the working folder are
 //! set by the agent and passed on.
 
-use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use nix::unistd::{Gid, Uid, initgroups, setgid, setsid, setuid};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
 use crate::request::Request;
 
@@ -141,10 +140,13 @@ pub fn launch(args: &[String]) -> String {
     {
         return format!("cannot take the terminal: {error}");
     }
-    let Ok(name) = CString::new(user.as_str()) else {
-        return format!("bad user name {user:?}");
-    };
-    if let Err(error) = initgroups(&name, Gid::from_raw(gid))
+    // The groups from /etc/group, not initgroups: NSS would load its
+    // modules (systemd's asks a daemon), which costs a restored guest
+    // under emulation more than the whole command.
+    let groups = std::fs::read_to_string("/etc/group")
+        .map(|text| groups_of(&text, user, gid))
+        .unwrap_or_else(|_| vec![Gid::from_raw(gid)]);
+    if let Err(error) = setgroups(&groups)
         .and_then(|()| setgid(Gid::from_raw(gid)))
         .and_then(|()| setuid(Uid::from_raw(uid)))
     {
@@ -152,6 +154,24 @@ pub fn launch(args: &[String]) -> String {
     }
     let error = Command::new(shell).args(rest).exec();
     format!("cannot run {shell}: {error}")
+}
+
+/// `gid` and the groups that list `user` as a member in `/etc/group`.
+fn groups_of(group_file: &str, user: &str, gid: u32) -> Vec<Gid> {
+    let mut groups = vec![Gid::from_raw(gid)];
+    for line in group_file.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        let [_, _, id, members] = fields[..] else {
+            continue;
+        };
+        if let Ok(id) = id.parse::<u32>()
+            && id != gid
+            && members.split(',').any(|member| member == user)
+        {
+            groups.push(Gid::from_raw(id));
+        }
+    }
+    groups
 }
 
 #[cfg(test)]
@@ -174,6 +194,16 @@ mod tests {
         assert_eq!(plain.shell, "/bin/sh", "an empty shell is sh, as for login");
         assert_eq!(Account::in_passwd(PASSWD, "nobody"), None);
         assert_eq!(Account::in_passwd(PASSWD, "use"), None);
+    }
+
+    #[test]
+    fn the_groups_are_the_primary_one_and_those_listing_the_user() {
+        let group = "root:x:0:\nsudo:x:27:user,other\nusers:x:100:\nuser:x:1000:\nau:x:5:auser\n";
+        let ids: Vec<u32> = groups_of(group, "user", 1000)
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        assert_eq!(ids, [1000, 27]);
     }
 
     #[test]

@@ -88,11 +88,13 @@ pub(crate) fn socket(runtime: &Utf8Path) -> camino::Utf8PathBuf {
 }
 
 /// Starts `request` through the agent of the running VM, waiting at most
-/// `deadline` for the agent to say it runs.
+/// `deadline` for the agent to say it runs; with `set_clock` the agent
+/// first sets the guest's clock to the host's (a restored guest's).
 pub fn start(
     files: &VmFiles,
     request: &Request,
     deadline: Duration,
+    set_clock: bool,
 ) -> Result<AgentSession, Error> {
     let lock_path = files.paths.runtime.join("agent.lock");
     let lock_file = File::options()
@@ -120,6 +122,16 @@ pub fn start(
         session,
         in_flight: Arc::default(),
     };
+    if set_clock {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut time = (now.as_secs() as i64).to_be_bytes().to_vec();
+        time.extend_from_slice(&now.subsec_nanos().to_be_bytes());
+        control
+            .send(Kind::SetClock, time)
+            .map_err(Error::io("write to", &path))?;
+    }
     control
         .send(Kind::Start, request.encode())
         .map_err(Error::io("write to", &path))?;

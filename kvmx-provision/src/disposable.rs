@@ -155,7 +155,12 @@ impl Disposable {
         sink: &mut dyn OutputSink,
     ) -> Result<UpReport, Error> {
         let booted = self.start(&mut Stages::new(observer)).and_then(|report| {
-            self.vm.startup_hooks(sink)?;
+            // A guest restored for the agent has no shares (warm states
+            // are made without), and a disposable has no hooks: nothing
+            // to log in over SSH for.
+            if !self.agent_ready.get() {
+                self.vm.startup_hooks(sink)?;
+            }
             Ok(report)
         });
         if booted.is_err() {
@@ -251,12 +256,15 @@ impl Disposable {
         let mut request =
             crate::warm::agent_request(&self.vm, &crate::guest::command_line(words)?)?;
         request.terminal = terminal;
-        match crate::agent::start(&self.vm.files, &request, AGENT_DEADLINE) {
+        // The agent sets the restored guest's clock before the command.
+        match crate::agent::start(&self.vm.files, &request, AGENT_DEADLINE, true) {
             Ok(session) => Ok(Some(session)),
             Err(_) => {
                 self.agent_ready.set(false);
                 let patience = Patience::default();
-                crate::warm::wait_for_login(&self.vm, patience.timeout(&self.vm), || Ok(()))?;
+                crate::warm::wait_for_login(&self.vm, patience.timeout(&self.vm), || {
+                    crate::warm::set_clock(&self.vm)
+                })?;
                 Ok(None)
             }
         }

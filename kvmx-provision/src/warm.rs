@@ -337,7 +337,7 @@ fn agent_runs(vm: &Vm) -> bool {
     let Ok(request) = agent_request(vm, "true") else {
         return false;
     };
-    crate::agent::start(&vm.files, &request, AGENT_CHECK_DEADLINE)
+    crate::agent::start(&vm.files, &request, AGENT_CHECK_DEADLINE, false)
         .and_then(|session| session.wait(None, &mut std::io::sink(), &mut std::io::sink()))
         .is_ok_and(|status| status.success())
 }
@@ -378,10 +378,11 @@ fn clock_pipe(vm: &Vm) -> Utf8PathBuf {
     crate::clock::pipe_base(&vm.files.paths.runtime)
 }
 
-/// Sets the restored guest's clock and, unless its command is to run
-/// through the agent (`state.agent`), waits until it answers SSH, leaving
-/// that connection open for the disposable's commands. The first login
-/// runs nothing in the guest, so it goes on while the clock is set.
+/// Sets the restored guest's clock and waits until it answers SSH,
+/// leaving that connection open for the disposable's commands; the first
+/// login runs nothing in the guest, so it goes on while the clock is set.
+/// A guest whose command is to run through the agent (`state.agent`) is
+/// left alone: the agent sets the clock with the command.
 pub(crate) fn wake(vm: &Vm, state: &WarmState, deadline: Duration) -> Result<(), Error> {
     let target = vm.ssh_target()?;
     if let Some(socket) = &target.control {
@@ -389,11 +390,14 @@ pub(crate) fn wake(vm: &Vm, state: &WarmState, deadline: Duration) -> Result<(),
         let _ = std::fs::remove_file(socket);
     }
     if state.agent {
-        return crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE);
+        return Ok(());
     }
-    wait_for_login(vm, deadline, || {
-        crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)
-    })
+    wait_for_login(vm, deadline, || set_clock(vm))
+}
+
+/// Sets a restored guest's clock through the clock port.
+pub(crate) fn set_clock(vm: &Vm) -> Result<(), Error> {
+    crate::clock::set(&clock_pipe(vm), CLOCK_DEADLINE)
 }
 
 /// Waits until the restored guest answers SSH, running `meanwhile` once

@@ -4,6 +4,9 @@
 #           (warm state disabled)
 #   warm  = the same, restored from the template's warm state (median of 9)
 #   ratio = warm / cold
+#   ssh   = the warm runs again with no kvmx-agent on the host, so that
+#           their commands go over SSH (a state saved without the agent;
+#           median of 9), and agent / ssh
 #   mat   = `kvmx mat` of one PDF in a disposable of the sanitizer example
 #           (skipped with --no-mat)
 # usage: bench/disposable.sh [--no-mat] [path/to/kvmx]
@@ -74,6 +77,13 @@ echo "warm disposables..." >&2
 warm_all=$(for _ in 1 2 3 4 5 6 7 8 9; do timed "$bin" disposable tmpl -- true; echo; done)
 warm=$(echo "$warm_all" | median)
 
+echo "warm disposables over SSH (no agent; boots and saves a state first)..." >&2
+export KVMX_AGENT=/nonexistent/kvmx-agent
+"$bin" -q disposable tmpl -- true >/dev/null 2>&1
+ssh_all=$(for _ in 1 2 3 4 5 6 7 8 9; do timed "$bin" disposable tmpl -- true; echo; done)
+ssh=$(echo "$ssh_all" | median)
+unset KVMX_AGENT
+
 mat_time=skipped
 if [ "$mat" = yes ]; then
     echo "kvmx mat on one PDF (sanitizer template)..." >&2
@@ -95,6 +105,9 @@ printf '%-44s %8s\n' "measure" "seconds"
 printf '%-44s %8s\n' "cold disposable -- true (boot)" "$cold"
 printf '%-44s %8s\n' "first disposable with warm state (boot+save)" "$first"
 printf '%-44s %8s\n' "warm disposable -- true (restore, median 9)" "$warm"
+printf '%-44s %8s\n' "warm disposable over SSH (no agent, median 9)" "$ssh"
 printf '%-44s %8s\n' "kvmx mat, one PDF" "$mat_time"
 printf 'warm runs: %s\n' "$(echo $warm_all)"
+printf 'warm over SSH runs: %s\n' "$(echo $ssh_all)"
 printf 'warm/cold ratio: %s (goal: warm <= 0.5 s)\n' "$(ratio "$warm" "$cold")"
+printf 'agent/ssh ratio: %s\n' "$(ratio "$warm" "$ssh")"

@@ -12,15 +12,16 @@ use camino::Utf8Path;
 use kvmx_core::config::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::boot_tuning;
 use crate::prerequisites::{Requirement, is_root};
 use crate::userns::GuestRoot;
 use crate::{Error, Result};
 use kvmx_core::process::{Runner, Tool};
 
 /// The version of what the bootstrap puts in the tree. Raise it when the
-/// base packages or [`SYSTEM_SETUP`] change, so that cached trees made the
-/// old way are not used.
-pub const RECIPE_VERSION: u32 = 1;
+/// base packages, [`SYSTEM_SETUP`] or [`boot_tuning`] change, so that
+/// cached trees made the old way are not used.
+pub const RECIPE_VERSION: u32 = 2;
 
 /// The packages every guest gets: Debian's generic kernel (the cloud one
 /// lacks 9p and vmgenid), systemd with logind (which powers off on the ACPI
@@ -44,6 +45,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "procps",
     "less",
 ];
+
+/// The name every Debian kernel package starts with.
+const KERNEL_PREFIX: &str = "linux-image-";
 
 /// Run in the new tree (chrooted) after the packages are in: the parts of
 /// the guest setup that are the same for every VM.
@@ -82,10 +86,17 @@ pub struct BootstrapSpec {
 }
 
 impl BootstrapSpec {
-    /// The spec of `create`: the base packages plus the configured ones.
+    /// The spec of `create`: the base packages plus the configured ones. A
+    /// configured kernel (`linux-image-*`, e.g. `linux-image-cloud-amd64`)
+    /// replaces the generic one instead of sitting beside it.
     pub fn from_config(create: &kvmx_core::config::Create) -> Self {
+        let own_kernel = create
+            .packages
+            .iter()
+            .any(|p| p.to_string().starts_with(KERNEL_PREFIX));
         let mut packages: Vec<String> = BASE_PACKAGES
             .iter()
+            .filter(|p| !(own_kernel && p.starts_with(KERNEL_PREFIX)))
             .map(|p| p.to_string())
             .chain(create.packages.iter().map(|p| p.to_string()))
             .collect();
@@ -144,6 +155,11 @@ pub fn for_method(method: Method) -> Box<dyn Bootstrap> {
     }
 }
 
+/// `script` run by `sh` with the tree as `$1`, as a hook's shell line.
+fn shell_hook(script: &str) -> String {
+    format!("sh -c '{}' sh \"$1\"", script.replace('\'', r"'\''"))
+}
+
 /// The chroot command of [`SYSTEM_SETUP`], for a shell where `$1` is the
 /// tree.
 fn setup_hook() -> String {
@@ -186,6 +202,12 @@ impl Bootstrap for Mmdebstrap {
             .arg(format!("--architectures={}", spec.arch))
             .arg(format!("--include={}", spec.packages.join(",")))
             .args(DPKG_OPTIONS.iter().map(|o| format!("--dpkgopt={o}")))
+            // Before the kernel is installed, so its postinst builds the
+            // small initramfs once.
+            .arg(format!(
+                "--essential-hook={}",
+                shell_hook(boot_tuning::INITRAMFS_CONFIG)
+            ))
             .arg(format!("--customize-hook={}", setup_hook()))
             .arg(&spec.suite)
             .arg(tarball)
@@ -237,6 +259,18 @@ impl Bootstrap for Debootstrap {
                 .arg(&tree)
                 .arg(&spec.mirror),
         )?;
+        // debootstrap installs everything at once: the initramfs made by
+        // the kernel's postinst is rebuilt with the VM's config.
+        runner.run(
+            &Tool::new("sh", "configure the initramfs")
+                .args(["-c", boot_tuning::INITRAMFS_CONFIG, "sh"])
+                .arg(&tree),
+        )?;
+        runner.run(
+            &Tool::new("chroot", "rebuild the initramfs")
+                .arg(&tree)
+                .args(["update-initramfs", "-u", "-k", "all"]),
+        )?;
         runner.run(
             &Tool::new("sh", "set up the system")
                 .args(["-c", &setup_hook(), "sh"])
@@ -275,6 +309,20 @@ mod tests {
         assert!(spec.packages.windows(2).all(|w| w[0] < w[1]));
         assert!(spec.packages.contains(&"vim".to_string()));
         assert!(spec.packages.contains(&"linux-image-amd64".to_string()));
+    }
+
+    #[test]
+    fn a_configured_kernel_replaces_the_generic_one() {
+        let create = kvmx_core::config::Create {
+            packages: vec!["linux-image-cloud-amd64".parse().unwrap()],
+            ..Default::default()
+        };
+        let spec = BootstrapSpec::from_config(&create);
+        assert!(
+            spec.packages
+                .contains(&"linux-image-cloud-amd64".to_string())
+        );
+        assert!(!spec.packages.contains(&"linux-image-amd64".to_string()));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use kvmx_core::config::values::Dns;
 use kvmx_core::config::{Bootloader, NetworkMode};
 
 use crate::accounts::{Accounts, NewUser};
+use crate::boot_tuning;
 use crate::keys::HostKey;
 use crate::overlay::Overlay;
 use crate::rootfs::Rootfs;
@@ -62,6 +63,7 @@ impl GuestSetup {
         self.network(&mut overlay)?;
         self.user(&mut overlay, rootfs)?;
         self.sshd(&mut overlay);
+        Self::boot_units(&mut overlay);
         if self.bootloader == Bootloader::Grub {
             self.grub(&mut overlay, grub_dir)?;
         }
@@ -209,9 +211,27 @@ impl GuestSetup {
             );
     }
 
+    /// The units a headless VM does without, and sshd's start trimmed
+    /// ([`boot_tuning`]).
+    fn boot_units(overlay: &mut Overlay) {
+        for unit in boot_tuning::MASKED_UNITS {
+            overlay.symlink(&format!("etc/systemd/system/{unit}"), "/dev/null");
+        }
+        overlay.dir("etc/systemd/system/ssh.service.d", 0o755, 0, 0);
+        overlay.file(
+            "etc/systemd/system/ssh.service.d/kvmx-boot.conf",
+            0o644,
+            boot_tuning::SSH_DROP_IN,
+        );
+    }
+
     fn grub(&self, overlay: &mut Overlay, grub_dir: &Utf8Path) -> Result<()> {
         let uuid = &self.root_uuid;
         overlay.dir("boot/grub", 0o755, 0, 0);
+        // No menu wait: there is one entry and nobody at the console. The
+        // guest has no GRUB package, so no update-grub rewrites this file;
+        // it boots the `/vmlinuz` and `/initrd.img` links that kernel
+        // updates move.
         overlay.file(
             "boot/grub/grub.cfg",
             0o644,
@@ -219,7 +239,7 @@ impl GuestSetup {
                 "serial --unit=0 --speed=115200\n\
                  terminal_input serial console\n\
                  terminal_output serial console\n\
-                 set timeout=1\n\
+                 set timeout=0\n\
                  set default=0\n\
                  menuentry 'Debian GNU/Linux (kvmx)' {{\n\
                  \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
@@ -324,6 +344,23 @@ mod tests {
     }
 
     #[test]
+    fn units_a_headless_vm_does_without_are_masked() {
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        match &overlay
+            .get("etc/systemd/system/apt-daily.timer")
+            .unwrap()
+            .content
+        {
+            Content::Symlink(target) => assert_eq!(target, "/dev/null"),
+            other => panic!("apt-daily.timer is {other:?}"),
+        }
+        assert_eq!(
+            text(&overlay, "etc/systemd/system/ssh.service.d/kvmx-boot.conf"),
+            "[Service]\nExecStartPre=\n"
+        );
+    }
+
+    #[test]
     fn user_with_sudo_keys_and_home() {
         let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
         assert!(text(&overlay, "etc/passwd").contains("dev:x:1000:1000::/home/dev:/bin/bash"));
@@ -375,6 +412,7 @@ mod tests {
         let cfg = text(&overlay, "boot/grub/grub.cfg");
         assert!(cfg.contains("search --no-floppy --fs-uuid --set=root 11111111-"));
         assert!(cfg.contains("console=ttyS0,115200n8"));
+        assert!(cfg.contains("set timeout=0\n"));
         assert!(overlay.get("boot/grub/i386-pc/normal.mod").is_some());
     }
 }

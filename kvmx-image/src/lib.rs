@@ -3,7 +3,8 @@
 //! [`ImageBuilder`] turns a VM's resolved config into a disk image:
 //!
 //! 1. [`bootstrap`]: a Debian tree as a tarball (mmdebstrap in unshare mode,
-//!    or debootstrap as root), shared between VMs through the [`cache`];
+//!    or debootstrap as root), shared between VMs through the [`cache`],
+//!    tuned to boot fast ([`boot_tuning`]);
 //! 2. [`guest`]: the VM's own files (host name, network, first user, keys,
 //!    GRUB config) as an [`overlay`] tarball;
 //! 3. [`disk`]: both unpacked as the guest's root ([`userns`]) and turned
@@ -17,6 +18,7 @@
 
 pub mod accounts;
 pub mod base;
+pub mod boot_tuning;
 pub mod bootstrap;
 mod build;
 pub mod cache;

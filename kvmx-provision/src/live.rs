@@ -68,7 +68,7 @@ impl Vm {
                 id: share.id.to_string(),
                 host: share.host.clone(),
                 guest: share.guest.to_string(),
-                kind: kvmx_core::config::spelling(&share.kind),
+                kind: kvmx_core::config::spelling(&share.kind()),
                 when: "at start".into(),
                 read_only: share.read_only,
             })

@@ -99,7 +99,7 @@ impl Vm {
         let guest = self.guest()?;
         for share in &self.config.shares {
             // The NFS server's secret goes on stdin, not on a command line.
-            let nfs = match share.kind {
+            let nfs = match share.kind() {
                 ShareKind::Nfs => Some(
                     crate::nfs::server(&self.files.paths.runtime, share.id.as_str()).ok_or_else(
                         || Error::Share {
@@ -110,7 +110,7 @@ impl Vm {
                 ),
                 _ => None,
             };
-            let (fstype, mut options) = match (share.kind, &nfs) {
+            let (fstype, mut options) = match (share.kind(), &nfs) {
                 (ShareKind::Virtiofs, _) => ("virtiofs", String::new()),
                 (ShareKind::NineP, _) => ("9p", nine_p_options(share)),
                 (ShareKind::Smb, _) => ("cifs", "guest,vers=3.0,uid=$(id -u),gid=$(id -g)".into()),
@@ -128,7 +128,7 @@ impl Vm {
             make_mount_point(guest.target(), share)?;
             let mount_point = quote(share.guest.as_path().as_str());
             // QEMU's SMB server is at 10.0.2.4 and names its share "qemu".
-            let source = match share.kind {
+            let source = match share.kind() {
                 ShareKind::Smb => "//10.0.2.4/qemu".to_owned(),
                 ShareKind::Nfs => "\"$(head -n1)\"".to_owned(),
                 _ => share.id.to_string(),

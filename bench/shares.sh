@@ -8,18 +8,22 @@
 # sshfs mounts a guest folder on the host, so it is measured from the host
 # (reading the guest's disk through the guest's sftp-server).
 #
-# Beside kvmx's own choices ("default kind": a share with no kind; "9p" and
+# Beside kvmx's own choices ("default-kind": a share with no kind; "9p" and
 # "virtiofs": kvmx's options for each), the same folder is shared with the
 # tuning options of each kind, to compare them in the same run:
-#   9p        msize (kernel default, 512 KiB) and cache (none, loose, mmap,
-#             fscache), as kvmx shares with `msize` and `cache`;
+#   9p        msize (128 KiB, the kernel's default; 512 KiB) and cache
+#             (none, loose, mmap, fscache), as kvmx shares with `msize` and
+#             `cache`; "9p 128K none" is what kvmx mounted before it was
+#             tuned;
 #   virtiofs  virtiofsd's --cache (auto, always, never, metadata) and
 #             --thread-pool-size, QEMU's queue-size; these run a virtiofsd
-#             started here, given to QEMU through hardware.qemu_args.
-#             "vfs auto q128" is what kvmx ran before it was tuned.
+#             started here, given to QEMU through hardware.qemu_args and
+#             mounted with the guest's default read-ahead; "vfs-auto-q128"
+#             is what kvmx ran before it was tuned.
 # QEMU 7.2 has no DAX window for virtiofs (no cache-size property on
 # vhost-user-fs-pci), so DAX is not measured.
-# usage: bench/shares.sh [path/to/kvmx] (QUICK=1: kvmx's kinds only)
+# usage: bench/shares.sh [path/to/kvmx]
+#   QUICK=1: only kvmx's kinds and the two "before" rows.
 # kvmx-nfsd must sit beside kvmx (cargo build --release builds both);
 # KVMX_ACCEL and KVMX_CACHE_DIR are passed on (set KVMX_CACHE_DIR to reuse a
 # bootstrap cache).
@@ -51,18 +55,21 @@ for d in $(seq 50); do
 done
 entries=$(find "$work/data/tree" | wc -l)
 
-# The virtiofs variants: "name|virtiofsd options|vhost-user-fs-pci options".
-variants=()
+# virtiofs variants: "name|virtiofsd options|vhost-user-fs-pci options";
+# 9p variants: "msize cache".
+variants=("vfs-auto-q128|--cache=auto|")
+nine_p=("131072 none")
 if [ -z "${QUICK:-}" ]; then
-    variants=(
-        "vfs-auto-q128|--cache=auto|"
+    variants+=(
         "vfs-auto|--cache=auto|,queue-size=1024"
         "vfs-always|--cache=always|,queue-size=1024"
         "vfs-never|--cache=never|,queue-size=1024"
         "vfs-metadata|--cache=metadata|,queue-size=1024"
         "vfs-auto-pool|--cache=auto --thread-pool-size=4|,queue-size=1024"
     )
+    nine_p+=("524288 none" "524288 loose" "524288 mmap" "524288 fscache")
 fi
+
 virtiofsd=${KVMX_VIRTIOFSD:-$(command -v virtiofsd || echo "$HOME/.cargo/bin/virtiofsd")}
 sandbox=none
 [ "$(id -u)" -eq 0 ] && sandbox=namespace
@@ -76,19 +83,37 @@ for variant in "${variants[@]}"; do
     qemu_args+=("\"-chardev\", \"socket,id=$name,path=$work/$name.sock\"")
     qemu_args+=("\"-device\", \"vhost-user-fs-pci,chardev=$name,tag=$name$device\"")
 done
-nine_p_variants=""
-if [ -z "${QUICK:-}" ]; then
-    for cache in none loose mmap fscache; do
-        nine_p_variants+="
+
+shares=""
+share() { # id guest kind [more lines]
+    shares+="
 [[shares]]
-id = \"p9-$cache\"
+id = \"$1\"
 host = \"$work/data\"
-guest = \"/mnt/9p-512k-$cache\"
-kind = \"9p\"
-msize = 524288
-cache = \"$cache\"
+guest = \"$2\"
+${3:+kind = \"$3\"}
+${4:-}"
+}
+share default /mnt/default-kind
+share p9 /mnt/9p 9p
+share vfs /mnt/virtiofs virtiofs
+for variant in "${nine_p[@]}"; do
+    read -r msize cache <<<"$variant"
+    share "p9-$msize-$cache" "/mnt/9p-$msize-$cache" 9p "msize = $msize
+cache = \"$cache\""
+done
+if [ -z "${QUICK:-}" ]; then
+    share rev /mnt/reverse-sshfs reverse-sshfs
+    share net /mnt/nfs nfs
+    share win /mnt/smb smb
+    shares+="
+[[shares]]
+id = \"back\"
+host = \"$work/sshfs\"
+guest = \"/home/user\"
+kind = \"sshfs\"
+read_only = true
 "
-    done
 fi
 
 cat > "$work/project/kvmx.toml" <<TOML
@@ -104,41 +129,7 @@ size = "4G"
 packages = ["sshfs", "cifs-utils", "nfs-common"]
 [supervise]
 boot_timeout = 900
-[[shares]]
-id = "default"
-host = "$work/data"
-guest = "/mnt/default-kind"
-[[shares]]
-id = "p9"
-host = "$work/data"
-guest = "/mnt/9p"
-kind = "9p"
-[[shares]]
-id = "vfs"
-host = "$work/data"
-guest = "/mnt/virtiofs"
-kind = "virtiofs"
-$nine_p_variants[[shares]]
-id = "rev"
-host = "$work/data"
-guest = "/mnt/reverse-sshfs"
-kind = "reverse-sshfs"
-[[shares]]
-id = "net"
-host = "$work/data"
-guest = "/mnt/nfs"
-kind = "nfs"
-[[shares]]
-id = "win"
-host = "$work/data"
-guest = "/mnt/smb"
-kind = "smb"
-[[shares]]
-id = "back"
-host = "$work/sshfs"
-guest = "/home/user"
-kind = "sshfs"
-read_only = true
+$shares
 TOML
 
 # Times the two steps in a folder; prints "read_seconds walk_seconds".
@@ -167,6 +158,7 @@ done
 echo "copying the data to the guest's disk..." >&2
 kvmx ssh -- "mkdir -p /home/user/data && cp -a /mnt/virtiofs/. /home/user/data/"
 echo "default kind: $(kvmx ssh -- findmnt -no FSTYPE,OPTIONS /mnt/default-kind)" >&2
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 in_guest() { kvmx run . "$work/measure.sh" "$1" "$entries" "$drop"; }
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
@@ -177,28 +169,28 @@ printf '%-16s %9s %7s %9s %7s\n' "guest disk" "$disk_read" "1.00" "$disk_walk" "
 row() {
     printf '%-16s %9s %7s %9s %7s\n' "$1" "$2" "$(ratio "$2" "$disk_read")" "$3" "$(ratio "$3" "$disk_walk")"
 }
+measure() { # label guest-folder
+    echo "measuring $1..." >&2
+    read -r r w < <(in_guest "$2")
+    row "$1" "$r" "$w"
+}
 for mount in default-kind 9p virtiofs; do
-    echo "measuring $mount..." >&2
-    read -r r w < <(in_guest "/mnt/$mount")
-    row "$mount" "$r" "$w"
+    measure "$mount" "/mnt/$mount"
 done
-if [ -z "${QUICK:-}" ]; then
-    for cache in none loose mmap fscache; do
-        echo "measuring 9p 512K $cache..." >&2
-        read -r r w < <(in_guest "/mnt/9p-512k-$cache")
-        row "9p 512K $cache" "$r" "$w"
-    done
-    for variant in "${variants[@]}"; do
-        name=${variant%%|*}
-        echo "measuring $name..." >&2
-        read -r r w < <(in_guest "/mnt/$name")
-        row "$name" "$r" "$w"
-    done
-fi
+for variant in "${nine_p[@]}"; do
+    read -r msize cache <<<"$variant"
+    measure "9p $((msize / 1024))K $cache" "/mnt/9p-$msize-$cache"
+done
+for variant in "${variants[@]}"; do
+    measure "${variant%%|*}" "/mnt/${variant%%|*}"
+done
+# The guest's disk again: the load of a shared machine drifts during a run.
+read -r r w < <(in_guest /home/user/data)
+row "guest disk again" "$r" "$w"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+[ -n "${QUICK:-}" ] && exit 0
 for kind in nfs smb reverse-sshfs; do
-    echo "measuring $kind..." >&2
-    read -r r w < <(in_guest "/mnt/$kind")
-    row "$kind" "$r" "$w"
+    measure "$kind" "/mnt/$kind"
 done
 echo "measuring sshfs (from the host)..." >&2
 host_drop="cd '$work/project' && '$bin' ssh -- '$drop'"

@@ -291,7 +291,11 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
         );
         args.push(
             "-device",
-            format!("vhost-user-fs-pci,chardev=vfs-{id},tag={id}", id = share.id),
+            format!(
+                "vhost-user-fs-pci,chardev=vfs-{id},tag={id},queue-size={}",
+                crate::virtiofs::QUEUE_SIZE,
+                id = share.id
+            ),
         );
     }
     for share in config

@@ -207,10 +207,10 @@ pub(crate) fn make_mount_point(target: &SshTarget, share: &Share) -> Result<(), 
     }
 }
 
-/// 9p's largest message when the share sets none: 512 KiB, the most the
-/// guest's virtio transport takes (128 descriptors of a page), against the
-/// kernel's 128 KiB (`bench/shares.sh` compares them).
-pub const NINE_P_MSIZE: u32 = 512 * 1024;
+/// 9p's largest message when the share sets none: 128 KiB, the kernel's
+/// default and Lima's. 512 KiB reads a large file faster but walks many
+/// small files about twice as slowly under TCG (`bench/shares.sh`).
+pub const NINE_P_MSIZE: u32 = 128 * 1024;
 
 /// 9p's cache mode when the share sets none: `mmap` (Lima's choice for
 /// writable mounts) caches nothing but mapped pages, so the guest sees a

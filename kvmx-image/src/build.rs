@@ -355,6 +355,12 @@ impl ImageBuilder {
                 hostname: hostname.clone(),
                 domain: self.config.vm.domain.as_ref().map(ToString::to_string),
                 user: self.config.vm.user.to_string(),
+                // Lima's choice: the host user's ids, so that shares of its
+                // folders are writable by the guest user.
+                user_ids: Some((
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )),
                 password_hash: password.hash.clone(),
                 authorized_keys,
                 host_key: host_key.clone(),
@@ -367,10 +373,18 @@ impl ImageBuilder {
                 gateway: network.gateway,
                 dns: network.dns.clone(),
             };
-            let overlay = setup.overlay(&rootfs, grub_dir())?;
+            let (overlay, user) = setup.overlay(&rootfs, grub_dir())?;
             let overlay_tar = work.path().join("overlay.tar");
             overlay.write_tar(&overlay_tar)?;
-            Ok(((overlay_tar, layout), None))
+            let ids = format!("user {} has uid {} and gid {}", setup.user, user.uid, user.gid);
+            let note = match (user.refused, setup.user_ids) {
+                (None, _) => format!("{ids}, as on the host"),
+                (Some(why), Some((host_uid, _))) if host_uid != user.uid => format!(
+                    "{ids}: the host's {why}; it writes into shared host folders only where others may (or with sudo)"
+                ),
+                (Some(why), _) => format!("{ids}: the host's {why}"),
+            };
+            Ok(((overlay_tar, layout), Some(note)))
         })?;
 
         let raw = work.path().join("disk.raw");

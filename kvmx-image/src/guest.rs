@@ -9,7 +9,7 @@ use camino::Utf8Path;
 use kvmx_core::config::values::Dns;
 use kvmx_core::config::{Bootloader, NetworkMode};
 
-use crate::accounts::{Accounts, NewUser};
+use crate::accounts::{Accounts, AddedUser, NewUser};
 use crate::boot_tuning;
 use crate::keys::HostKey;
 use crate::overlay::Overlay;
@@ -25,6 +25,9 @@ pub struct GuestSetup {
     pub domain: Option<String>,
     /// The first user.
     pub user: String,
+    /// The uid and gid to give it when the guest can: the host user's, so
+    /// that it may write into the host user's shared folders.
+    pub user_ids: Option<(u32, u32)>,
     /// Its password hash (`None`: locked).
     pub password_hash: Option<String>,
     /// Public keys authorized for the user.
@@ -55,19 +58,19 @@ pub fn kernel_cmdline(root_uuid: &str) -> String {
 }
 
 impl GuestSetup {
-    /// The files to add to `rootfs`. `grub_dir` holds GRUB's modules,
-    /// copied for `bootloader = "grub"`.
-    pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<Overlay> {
+    /// The files to add to `rootfs`, and the ids the user got. `grub_dir`
+    /// holds GRUB's modules, copied for `bootloader = "grub"`.
+    pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<(Overlay, AddedUser)> {
         let mut overlay = Overlay::new();
         self.identity(&mut overlay);
         self.network(&mut overlay)?;
-        self.user(&mut overlay, rootfs)?;
+        let user = self.user(&mut overlay, rootfs)?;
         self.sshd(&mut overlay);
         Self::boot_units(&mut overlay);
         if self.bootloader == Bootloader::Grub {
             self.grub(&mut overlay, grub_dir)?;
         }
-        Ok(overlay)
+        Ok((overlay, user))
     }
 
     fn identity(&self, overlay: &mut Overlay) {
@@ -132,7 +135,7 @@ impl GuestSetup {
         Ok(())
     }
 
-    fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<()> {
+    fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<AddedUser> {
         let mut accounts = Accounts {
             passwd: rootfs.passwd.clone(),
             group: rootfs.group.clone(),
@@ -143,15 +146,17 @@ impl GuestSetup {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 86400);
         let name = &self.user;
-        let id = accounts
+        let added = accounts
             .add_user(&NewUser {
                 name,
                 password_hash: self.password_hash.as_deref(),
                 today,
                 groups: &["sudo"],
                 shell: "/bin/bash",
+                wanted_ids: self.user_ids,
             })
             .map_err(|problem| Error::User { problem })?;
+        let (uid, gid) = (added.uid, added.gid);
         // `shadow` group for the two secret files, as Debian has them.
         let shadow_gid = group_id(&accounts.group, "shadow").unwrap_or(0);
         overlay
@@ -165,13 +170,13 @@ impl GuestSetup {
                 format!("{name} ALL=(ALL) NOPASSWD:ALL\n"),
             );
         let home = format!("home/{name}");
-        overlay.dir(&home, 0o700, id, id);
+        overlay.dir(&home, 0o700, uid, gid);
         for skel in &rootfs.skel {
             let path = format!("{home}/{}", skel.name);
             if skel.is_dir {
-                overlay.dir(&path, skel.mode, id, id);
+                overlay.dir(&path, skel.mode, uid, gid);
             } else {
-                overlay.owned_file(&path, skel.mode, id, id, skel.contents.clone());
+                overlay.owned_file(&path, skel.mode, uid, gid, skel.contents.clone());
             }
         }
         // The user's systemd instance runs from boot instead of starting at
@@ -184,9 +189,15 @@ impl GuestSetup {
         let mut keys = self.authorized_keys.join("\n");
         keys.push('\n');
         overlay
-            .dir(&format!("{home}/.ssh"), 0o700, id, id)
-            .owned_file(&format!("{home}/.ssh/authorized_keys"), 0o600, id, id, keys);
-        Ok(())
+            .dir(&format!("{home}/.ssh"), 0o700, uid, gid)
+            .owned_file(
+                &format!("{home}/.ssh/authorized_keys"),
+                0o600,
+                uid,
+                gid,
+                keys,
+            );
+        Ok(added)
     }
 
     fn sshd(&self, overlay: &mut Overlay) {
@@ -289,6 +300,7 @@ mod tests {
             hostname: "web".into(),
             domain: Some("example.org".into()),
             user: "dev".into(),
+            user_ids: None,
             password_hash: Some("$6$s$h".into()),
             authorized_keys: vec!["ssh-ed25519 AAAA one".into(), "ssh-ed25519 AAAA two".into()],
             host_key: HostKey {
@@ -332,7 +344,7 @@ mod tests {
 
     #[test]
     fn identity_and_fstab() {
-        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         assert_eq!(text(&overlay, "etc/hostname"), "web\n");
         assert!(text(&overlay, "etc/hosts").contains("127.0.1.1\tweb.example.org\tweb\n"));
         assert_eq!(
@@ -345,7 +357,7 @@ mod tests {
 
     #[test]
     fn units_a_headless_vm_does_without_are_masked() {
-        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         match &overlay
             .get("etc/systemd/system/apt-daily.timer")
             .unwrap()
@@ -361,8 +373,26 @@ mod tests {
     }
 
     #[test]
+    fn the_user_has_the_host_users_ids_and_owns_its_home_with_them() {
+        let mut setup = setup();
+        setup.user_ids = Some((1001, 1001));
+        let (overlay, added) = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        assert_eq!((added.uid, added.gid, added.refused), (1001, 1001, None));
+        assert!(text(&overlay, "etc/passwd").contains("dev:x:1001:1001::/home/dev:/bin/bash"));
+        assert!(text(&overlay, "etc/group").contains("dev:x:1001:"));
+        for path in [
+            "home/dev",
+            "home/dev/.bashrc",
+            "home/dev/.ssh/authorized_keys",
+        ] {
+            let entry = overlay.get(path).unwrap();
+            assert_eq!((entry.uid, entry.gid), (1001, 1001), "{path}");
+        }
+    }
+
+    #[test]
     fn user_with_sudo_keys_and_home() {
-        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         assert!(text(&overlay, "etc/passwd").contains("dev:x:1000:1000::/home/dev:/bin/bash"));
         let shadow = overlay.get("etc/shadow").unwrap();
         assert_eq!((shadow.mode, shadow.gid), (0o640, 42));
@@ -389,7 +419,7 @@ mod tests {
         setup.netmask = Some("255.255.0.0".parse().unwrap());
         setup.gateway = Some("10.0.0.1".parse().unwrap());
         setup.dns = Some("1.1.1.1,9.9.9.9".parse().unwrap());
-        let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         let network = text(&overlay, "etc/systemd/network/80-kvmx.network");
         assert!(
             network.contains("Address=10.0.0.5/16\nGateway=10.0.0.1\n"),
@@ -408,7 +438,7 @@ mod tests {
         let grub = tempfile::tempdir().unwrap();
         std::fs::write(grub.path().join("normal.mod"), "mod").unwrap();
         let grub_dir = Utf8Path::from_path(grub.path()).unwrap();
-        let overlay = setup.overlay(&rootfs(), grub_dir).unwrap();
+        let overlay = setup.overlay(&rootfs(), grub_dir).unwrap().0;
         let cfg = text(&overlay, "boot/grub/grub.cfg");
         assert!(cfg.contains("search --no-floppy --fs-uuid --set=root 11111111-"));
         assert!(cfg.contains("console=ttyS0,115200n8"));

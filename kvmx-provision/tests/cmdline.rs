@@ -117,8 +117,8 @@ fn no_network() {
 #[test]
 fn shares_by_9p_and_virtiofs() {
     let config = toml(
-        "[[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv/code\"\n\n\
-         [[shares]]\nid = \"docs\"\nhost = \"/usr/share/doc\"\nguest = \"/srv/doc\"\nread_only = true\n\n\
+        "[[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv/code\"\nkind = \"9p\"\n\n\
+         [[shares]]\nid = \"docs\"\nhost = \"/usr/share/doc\"\nguest = \"/srv/doc\"\nkind = \"9p\"\nread_only = true\n\n\
          [[shares]]\nid = \"back\"\nhost = \"mnt\"\nguest = \"/home/user\"\nkind = \"sshfs\"\n\n\
          [[shares]]\nid = \"fast\"\nhost = \"data\"\nguest = \"/srv/data\"\nkind = \"virtiofs\"\n",
     );

@@ -549,9 +549,10 @@ pub struct Share {
     pub guest: GuestPath,
     /// How the folder is shared. For `sshfs` the guest folder is mounted on
     /// the host at `host`; for every other kind the host folder is mounted in
-    /// the guest at `guest`.
-    #[serde(default)]
-    pub kind: ShareKind,
+    /// the guest at `guest`. Unset: virtiofs where `virtiofsd` is found,
+    /// else 9p; kvmx-provision settles it when it opens the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ShareKind>,
     /// Mount read-only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
@@ -563,12 +564,19 @@ pub struct Share {
     pub cache: Option<P9Cache>,
 }
 
+impl Share {
+    /// Its kind. An unset kind reads as 9p, which every QEMU serves; a VM
+    /// opened by kvmx-provision has it settled already.
+    pub fn kind(&self) -> ShareKind {
+        self.kind.unwrap_or(ShareKind::NineP)
+    }
+}
+
 /// How a folder is shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShareKind {
     /// virtio-9p, given to QEMU at start.
-    #[default]
     #[serde(rename = "9p")]
     NineP,
     /// virtiofs through a virtiofsd daemon.

@@ -228,7 +228,7 @@ fn check_ssh(config: &Config, problems: &mut Vec<Problem>) {
 
 fn check_shares(config: &Config, problems: &mut Vec<Problem>) {
     let smb: Vec<usize> = (0..config.shares.len())
-        .filter(|i| config.shares[*i].kind == ShareKind::Smb)
+        .filter(|i| config.shares[*i].kind == Some(ShareKind::Smb))
         .collect();
     if let Some(second) = smb.get(1) {
         problems.push(problem(

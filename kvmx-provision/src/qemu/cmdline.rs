@@ -250,7 +250,7 @@ fn network(config: &Config, launch: &Launch, args: &mut Args) {
             }
             // QEMU serves one folder over SMB per network (validation
             // allows one), through its own smbd at 10.0.2.4.
-            if let Some(share) = config.shares.iter().find(|s| s.kind == ShareKind::Smb) {
+            if let Some(share) = config.shares.iter().find(|s| s.kind() == ShareKind::Smb) {
                 netdev.push_str(&format!(",smb={}", escape(share.host.as_str())));
             }
             for forward in &network.forwards {
@@ -278,7 +278,7 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
     for share in config
         .shares
         .iter()
-        .filter(|s| s.kind == ShareKind::Virtiofs)
+        .filter(|s| s.kind() == ShareKind::Virtiofs)
     {
         let socket = launch.virtiofs_socket(share.id.as_str());
         args.push(
@@ -291,10 +291,18 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
         );
         args.push(
             "-device",
-            format!("vhost-user-fs-pci,chardev=vfs-{id},tag={id}", id = share.id),
+            format!(
+                "vhost-user-fs-pci,chardev=vfs-{id},tag={id},queue-size={}",
+                crate::virtiofs::QUEUE_SIZE,
+                id = share.id
+            ),
         );
     }
-    for share in config.shares.iter().filter(|s| s.kind == ShareKind::NineP) {
+    for share in config
+        .shares
+        .iter()
+        .filter(|s| s.kind() == ShareKind::NineP)
+    {
         let mut fsdev = format!(
             "local,id=fs-{id},path={path},security_model=none",
             id = share.id,

@@ -70,7 +70,7 @@ impl Vm {
             self.config
                 .shares
                 .iter()
-                .map(|share| (share.id.as_str(), share.kind)),
+                .map(|share| (share.id.as_str(), share.kind())),
         )?;
         let lock = match RunLock::try_take(&self.files)? {
             RunLock::Acquired(lock) => lock,
@@ -97,6 +97,9 @@ impl Vm {
             return Err(Error::NoImage { path: image });
         }
         self.check_shares()?;
+        if self.shares_lack_virtiofsd {
+            progress.note(crate::virtiofs::NO_VIRTIOFSD_NOTE);
+        }
         let choice = match restore {
             // A saved state restores under the accelerator it ran under.
             Some(warm) => qemu::accel::AccelChoice {
@@ -152,7 +155,7 @@ impl Vm {
     /// place), and what each share kind needs on the host must be there.
     pub fn check_shares(&self) -> Result<(), Error> {
         for share in &self.config.shares {
-            match share.kind {
+            match share.kind() {
                 ShareKind::NineP
                 | ShareKind::Virtiofs
                 | ShareKind::Sshfs
@@ -187,7 +190,7 @@ impl Vm {
             .config
             .shares
             .iter()
-            .filter(|s| s.kind == ShareKind::Nfs)
+            .filter(|s| s.kind() == ShareKind::Nfs)
         {
             crate::nfs::start(&self.files.paths.runtime, share, qemu)?;
         }
@@ -308,7 +311,7 @@ impl Vm {
             .config
             .shares
             .iter()
-            .filter(|s| s.kind == ShareKind::Virtiofs)
+            .filter(|s| s.kind() == ShareKind::Virtiofs)
         {
             let log = self.files.virtiofsd_log(share.id.as_str());
             let socket = self.files.virtiofs_socket(share.id.as_str());

@@ -147,10 +147,12 @@ pub trait Bootstrap {
     ) -> Result<()>;
 }
 
-/// The implementation of `method`.
+/// The implementation of `method` that makes a tree on the host.
+/// image-bootstrap writes a whole disk inside the builder VM instead, so
+/// its trees come from mmdebstrap's tree of the builder's own recipe.
 pub fn for_method(method: Method) -> Box<dyn Bootstrap> {
     match method {
-        Method::Mmdebstrap => Box::new(Mmdebstrap),
+        Method::Mmdebstrap | Method::ImageBootstrap => Box::new(Mmdebstrap),
         Method::Debootstrap => Box::new(Debootstrap),
     }
 }

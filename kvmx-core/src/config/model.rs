@@ -12,8 +12,8 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    ByteSize, Dns, Domain, GuestPath, Hostname, PackageName, Port, Resolution, ShareId, UserName,
-    VmName,
+    ByteSize, Dns, Domain, GuestPath, Hostname, LvmName, PackageName, Port, Resolution, ShareId,
+    UserName, VmName,
 };
 
 /// A whole `kvmx.toml`.
@@ -344,6 +344,95 @@ pub struct Create {
     pub image_type: ImageType,
     /// Compress a qcow2 image.
     pub compression: bool,
+    /// Partitions or LVM volumes.
+    pub layout: VolumeLayout,
+    /// LUKS over the whole volume, or none.
+    pub encryption: Encryption,
+    /// Where the LUKS passphrase comes from.
+    pub passphrase: PassphraseSource,
+    /// `[create.lvm]`: the volume group, with `layout = "lvm"`.
+    pub lvm: Lvm,
+}
+
+impl Create {
+    /// Whether the build needs root and a kernel, so a builder VM: LVM,
+    /// LUKS and image-bootstrap.
+    pub fn needs_builder(&self) -> bool {
+        self.layout == VolumeLayout::Lvm
+            || self.encryption == Encryption::Luks
+            || self.method == Method::ImageBootstrap
+    }
+}
+
+/// How the disk is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeLayout {
+    /// One root partition (a small `/boot` beside it when encrypted).
+    #[default]
+    Plain,
+    /// `/boot` on a partition, the rest a volume group with a root logical
+    /// volume, and optional swap and extra volumes.
+    Lvm,
+}
+
+/// Disk encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// None.
+    #[default]
+    None,
+    /// LUKS2 over everything but `/boot`.
+    Luks,
+}
+
+/// Where the LUKS passphrase comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassphraseSource {
+    /// Made at create time, kept in a 0600 file in the VM's data folder.
+    #[default]
+    File,
+    /// Asked on the terminal at create time and at every start.
+    Ask,
+}
+
+/// `[create.lvm]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lvm {
+    /// The volume group's name.
+    pub volume_group: LvmName,
+    /// The root volume's size; the rest of the group when unset.
+    pub root_size: Option<ByteSize>,
+    /// A swap volume of this size.
+    pub swap_size: Option<ByteSize>,
+    /// More volumes, each with an ext4 file system mounted in the guest.
+    pub volumes: Vec<LvmVolume>,
+}
+
+impl Default for Lvm {
+    fn default() -> Self {
+        Lvm {
+            volume_group: "kvmx".parse().expect("a valid LVM name"),
+            root_size: None,
+            swap_size: None,
+            volumes: Vec::new(),
+        }
+    }
+}
+
+/// `[[create.lvm.volumes]]`: an extra logical volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LvmVolume {
+    /// The logical volume's name.
+    pub name: LvmName,
+    /// Its size.
+    pub size: ByteSize,
+    /// Where the guest mounts it.
+    pub mount: GuestPath,
 }
 
 impl Default for Create {
@@ -358,6 +447,10 @@ impl Default for Create {
             bootloader: Bootloader::Grub,
             image_type: ImageType::File,
             compression: false,
+            layout: VolumeLayout::Plain,
+            encryption: Encryption::None,
+            passphrase: PassphraseSource::File,
+            lvm: Lvm::default(),
         }
     }
 }
@@ -368,6 +461,10 @@ impl Default for Create {
 pub enum Distribution {
     /// Debian GNU/Linux.
     Debian,
+    /// Arch Linux (with `method = "image-bootstrap"`).
+    Arch,
+    /// Gentoo (with `method = "image-bootstrap"`).
+    Gentoo,
 }
 
 /// Bootstrap tool.
@@ -378,6 +475,9 @@ pub enum Method {
     Mmdebstrap,
     /// debootstrap, which needs root.
     Debootstrap,
+    /// image-bootstrap (Debian, Arch, Gentoo), run in a builder VM.
+    #[serde(rename = "image-bootstrap")]
+    ImageBootstrap,
 }
 
 /// How the image boots.

@@ -99,6 +99,11 @@ impl BootstrapSpec {
             .filter(|p| !(own_kernel && p.starts_with(KERNEL_PREFIX)))
             .map(|p| p.to_string())
             .chain(create.packages.iter().map(|p| p.to_string()))
+            .chain(
+                crate::volumes::packages(create)
+                    .into_iter()
+                    .map(String::from),
+            )
             .collect();
         packages.sort();
         packages.dedup();

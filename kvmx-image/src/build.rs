@@ -5,18 +5,22 @@
 //! by renames at the end: an existing image is replaced only by a complete
 //! new one, and a failed or interrupted build removes what it made.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::CancelFlag;
 use kvmx_core::config::values::VmName;
-use kvmx_core::config::{Bootloader, Config, ImageFormat, ImageType};
+use kvmx_core::config::{
+    Bootloader, Config, Encryption, ImageFormat, ImageType, Method, PassphraseSource,
+};
 use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
-use kvmx_core::observe::{Observer, Stages};
+use kvmx_core::observe::{Observer, Prefixed, Stages};
 use serde::Serialize;
 
 use crate::base::BaseVm;
 use crate::bootstrap::{self, BootstrapSpec};
+use crate::builder::{BuilderDisk, BuilderImage, BuilderJob, BuilderVm};
 use crate::cache::{self, BootstrapCache, CacheUse};
 use crate::cleanup::{TempFile, WorkDir};
 use crate::guest::{GuestSetup, kernel_cmdline};
@@ -24,6 +28,7 @@ use crate::password::GuestPassword;
 use crate::prerequisites::{self, Requirement, grub_dir, is_root};
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
+use crate::volumes::{Passphrase, VolumePlan, serials};
 use crate::{Error, Result, disk, keys};
 use kvmx_core::process::Runner;
 
@@ -47,6 +52,10 @@ pub enum Stage {
     Convert,
     /// Making the image from the base VM's.
     Base,
+    /// Making the builder VM's image, or finding it in the cache.
+    Builder,
+    /// Partitions, LUKS, LVM and file systems, in the builder VM.
+    Volumes,
     /// Moving the results into place.
     Finish,
 }
@@ -63,6 +72,8 @@ impl Stage {
             Stage::Bootloader => "installing the bootloader",
             Stage::Convert => "converting the image",
             Stage::Base => "making the image from the base",
+            Stage::Builder => "preparing the builder VM",
+            Stage::Volumes => "making the volumes in the builder VM",
             Stage::Finish => "finishing",
         }
     }
@@ -123,6 +134,8 @@ pub struct ImageBuilder {
     no_cache: bool,
     base: Option<BaseVm>,
     cancel: CancelFlag,
+    builder: Option<Arc<dyn BuilderVm>>,
+    passphrase: Option<Passphrase>,
 }
 
 struct Timer<'a> {
@@ -137,10 +150,20 @@ impl Timer<'_> {
         cancel: &CancelFlag,
         work: impl FnOnce() -> Result<(T, Option<String>)>,
     ) -> Result<T> {
+        self.run_observed(stage, cancel, |_| work())
+    }
+
+    /// [`Timer::run`] for work that reports events of its own.
+    fn run_observed<T>(
+        &mut self,
+        stage: Stage,
+        cancel: &CancelFlag,
+        work: impl FnOnce(&mut dyn Observer) -> Result<(T, Option<String>)>,
+    ) -> Result<T> {
         kvmx_core::process::check_cancel(cancel)?;
         self.stages.stage(stage.describe());
         let start = Instant::now();
-        let (value, note) = work()?;
+        let (value, note) = work(&mut self.stages)?;
         let elapsed = start.elapsed();
         self.stages.finish(note.as_deref());
         self.times.push(StageTime {
@@ -165,6 +188,8 @@ impl ImageBuilder {
             no_cache: false,
             base: None,
             cancel: CancelFlag::new(),
+            builder: None,
+            passphrase: None,
         }
     }
 
@@ -195,6 +220,20 @@ impl ImageBuilder {
     /// The base VM of `image.base`, as its own config describes it.
     pub fn base(mut self, base: Option<BaseVm>) -> Self {
         self.base = base;
+        self
+    }
+
+    /// The builder VM that makes LVM, LUKS and image-bootstrap images
+    /// (kvmx-provision's `QemuBuilder`).
+    pub fn builder_vm(mut self, builder: Arc<dyn BuilderVm>) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// The LUKS passphrase, for `create.passphrase = "ask"` (a file's is
+    /// made by the build).
+    pub fn passphrase(mut self, passphrase: Option<Passphrase>) -> Self {
+        self.passphrase = passphrase;
         self
     }
 
@@ -300,6 +339,12 @@ impl ImageBuilder {
                 .map_err(Error::Missing)?;
             Ok((image, None))
         })?;
+        let volumes = create.needs_builder().then(|| VolumePlan::new(create));
+        let passphrase = self.luks_passphrase()?;
+        let builder = match &volumes {
+            Some(_) => Some(self.prepare_builder(runner, timer)?),
+            None => None,
+        };
         let hostname = self
             .config
             .vm
@@ -344,7 +389,9 @@ impl ImageBuilder {
             Ok(((tarball, cache_use), note))
         })?;
 
-        let uuid = disk::random_uuid();
+        let uuid = volumes
+            .as_ref()
+            .map_or_else(disk::random_uuid, |plan| plan.root_uuid.clone());
         let (overlay_tar, layout) = timer.run(Stage::GuestSetup, &self.cancel, || {
             let rootfs = Rootfs::read(&tarball)?;
             let layout = disk::layout(self.config.image.size.bytes(), rootfs.needed_bytes())?;
@@ -372,6 +419,7 @@ impl ImageBuilder {
                 netmask: network.netmask,
                 gateway: network.gateway,
                 dns: network.dns.clone(),
+                volumes: volumes.clone(),
             };
             let (overlay, user) = setup.overlay(&rootfs, grub_dir())?;
             let overlay_tar = work.path().join("overlay.tar");
@@ -390,24 +438,53 @@ impl ImageBuilder {
         let raw = work.path().join("disk.raw");
         let direct = (create.bootloader == Bootloader::Direct)
             .then(|| (work.path().join("vmlinuz"), work.path().join("initrd")));
-        timer.run(Stage::Filesystem, &self.cancel, || {
-            std::fs::File::create(&raw).map_err(Error::io("create", &raw))?;
-            let disk = disk::RawDisk {
-                rootfs: &tarball,
-                overlay: &overlay_tar,
-                work: work.path(),
-                raw: &raw,
-                size: self.config.image.size.bytes(),
-                uuid: &uuid,
-                direct: direct.as_ref().map(|(k, i)| (k.as_path(), i.as_path())),
-            };
-            disk::make_raw(&disk, layout, runner)?;
-            Ok(((), None))
-        })?;
+        if let (Some(plan), Some((builder, image))) = (&volumes, &builder) {
+            timer.run_observed(Stage::Volumes, &self.cancel, |observer| {
+                let job = BuilderJob {
+                    disks: vec![
+                        BuilderDisk::writable(&raw, serials::TARGET),
+                        BuilderDisk::read_only(&tarball, serials::ROOTFS),
+                        BuilderDisk::read_only(&overlay_tar, serials::OVERLAY),
+                    ],
+                    script: plan.script(),
+                    stdin: passphrase
+                        .as_ref()
+                        .map(|p| format!("{}\n", p.expose()).into_bytes())
+                        .unwrap_or_default(),
+                    timeout: VOLUMES_DEADLINE,
+                };
+                std::fs::File::create(&raw)
+                    .and_then(|file| file.set_len(self.config.image.size.bytes()))
+                    .map_err(Error::io("create", &raw))?;
+                self.run_builder(builder.as_ref(), image, &job, runner, observer)?;
+                Ok(((), None))
+            })?;
+        } else {
+            timer.run(Stage::Filesystem, &self.cancel, || {
+                std::fs::File::create(&raw).map_err(Error::io("create", &raw))?;
+                let disk = disk::RawDisk {
+                    rootfs: &tarball,
+                    overlay: &overlay_tar,
+                    work: work.path(),
+                    raw: &raw,
+                    size: self.config.image.size.bytes(),
+                    uuid: &uuid,
+                    direct: direct.as_ref().map(|(k, i)| (k.as_path(), i.as_path())),
+                };
+                disk::make_raw(&disk, layout, runner)?;
+                Ok(((), None))
+            })?;
+        }
 
         timer.run(Stage::Bootloader, &self.cancel, || {
             match create.bootloader {
-                Bootloader::Grub => disk::install_grub(&raw, work.path(), runner)?,
+                Bootloader::Grub => {
+                    let prefix = match volumes {
+                        Some(_) => crate::volumes::GRUB_PREFIX,
+                        None => disk::GRUB_PREFIX,
+                    };
+                    disk::install_grub(&raw, work.path(), prefix, runner)?
+                }
                 Bootloader::Direct => {
                     let cmdline = work.path().join("cmdline");
                     std::fs::write(&cmdline, format!("{}\n", kernel_cmdline(&uuid)))
@@ -455,6 +532,14 @@ impl ImageBuilder {
                 }
             }
             self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
+            match (&passphrase, create.passphrase) {
+                (Some(passphrase), PassphraseSource::File) => {
+                    passphrase.write(&self.paths.luks_passphrase_file())?
+                }
+                _ => {
+                    let _ = std::fs::remove_file(self.paths.luks_passphrase_file());
+                }
+            }
             match &password.random {
                 Some(plain) => keys::write_private(&self.paths.password_file(), plain.as_bytes())?,
                 None => {
@@ -482,6 +567,92 @@ impl ImageBuilder {
             log: self.paths.create_log(),
             stages: Vec::new(),
         })
+    }
+
+    /// The LUKS passphrase of an encrypted image: the one given, or a new
+    /// random one for `passphrase = "file"`.
+    fn luks_passphrase(&self) -> Result<Option<Passphrase>> {
+        let create = &self.config.create;
+        if create.encryption != Encryption::Luks {
+            return Ok(None);
+        }
+        match (&self.passphrase, create.passphrase) {
+            (Some(given), _) => Ok(Some(given.clone())),
+            (None, PassphraseSource::File) => Ok(Some(Passphrase::random())),
+            (None, PassphraseSource::Ask) => Err(Error::Unsupported(
+                "create.passphrase = \"ask\" but no passphrase was given: run kvmx-create on a terminal, or set passphrase = \"file\"".into(),
+            )),
+        }
+    }
+
+    /// The builder VM's image, from the cache or built now; its own build
+    /// shows as stages of "builder VM".
+    fn prepare_builder(
+        &self,
+        runner: &Runner,
+        timer: &mut Timer,
+    ) -> Result<(Arc<dyn BuilderVm>, BuilderImage)> {
+        let Some(builder) = self.builder.clone() else {
+            return Err(Error::Unsupported(
+                "LVM, LUKS and image-bootstrap images are made in a builder VM, and this program gave the image builder none: build it with kvmx-create or kvmx up".into(),
+            ));
+        };
+        if self.config.create.method == Method::ImageBootstrap {
+            return Err(Error::Unsupported(
+                "method = \"image-bootstrap\" is not available yet: use \"mmdebstrap\"".into(),
+            ));
+        }
+        // Not inside a stage of its own: a build of the builder's image
+        // shows its own stages.
+        let start = Instant::now();
+        let mut prefixed = Prefixed::new(timer.stages.observer(), "builder VM: ");
+        let (image, built) = BuilderImage::ensure(
+            &self.cache_dir,
+            &self.config.create.mirror,
+            &[],
+            &mut prefixed,
+            &self.cancel,
+        )?;
+        runner.note(&format!("# builder image {}", image.image));
+        if !built {
+            timer.stages.note("the builder VM's image is in the cache");
+        }
+        timer.times.push(StageTime {
+            stage: Stage::Builder,
+            seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        });
+        Ok((builder, image))
+    }
+
+    /// Runs `job` in the builder, its output into the create log and to
+    /// `observer`.
+    fn run_builder(
+        &self,
+        builder: &dyn BuilderVm,
+        image: &BuilderImage,
+        job: &BuilderJob,
+        runner: &Runner,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        runner.note("# builder script:");
+        runner.note(&job.script);
+        let mut output = |line: &str| {
+            runner.note(line);
+            observer.event(kvmx_core::observe::Event::GuestOutput {
+                vm: "builder",
+                stream: kvmx_core::observe::Stream::Stdout,
+                line,
+            });
+        };
+        builder
+            .run(image, job, &mut output, &self.cancel)
+            .map_err(|error| {
+                if error.cancelled {
+                    Error::Interrupted
+                } else {
+                    Error::Builder(error)
+                }
+            })
     }
 
     fn write_trust(&self, known_hosts: &str) -> Result<()> {
@@ -564,6 +735,10 @@ impl ImageBuilder {
         })
     }
 }
+
+/// How long the builder may take to make the volumes (the initramfs is
+/// rebuilt there, which takes minutes under emulation).
+const VOLUMES_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 fn rename(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
     std::fs::rename(from, to).map_err(Error::io("move into place", to))

@@ -14,6 +14,7 @@ use crate::boot_tuning;
 use crate::keys::HostKey;
 use crate::overlay::Overlay;
 use crate::rootfs::Rootfs;
+use crate::volumes::VolumePlan;
 use crate::{Error, Result};
 
 /// Everything that is particular to one VM's guest.
@@ -50,11 +51,37 @@ pub struct GuestSetup {
     pub gateway: Option<Ipv4Addr>,
     /// Name servers.
     pub dns: Option<Dns>,
+    /// LVM or LUKS volumes (made in the builder VM), or one root partition.
+    pub volumes: Option<VolumePlan>,
 }
 
 /// The kernel command line: root by UUID, console on the serial port.
 pub fn kernel_cmdline(root_uuid: &str) -> String {
-    format!("root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8")
+    format!("root=UUID={root_uuid} ro {}", console_cmdline())
+}
+
+/// GRUB's config: one entry, no menu wait, GRUB's terminal on the serial
+/// port too; the kernel and initrd are the links at the top of the file
+/// system `uuid`.
+pub fn grub_cfg(uuid: &str, cmdline: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         set timeout=0\n\
+         set default=0\n\
+         menuentry 'Debian GNU/Linux (kvmx)' {{\n\
+         \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
+         \tlinux /vmlinuz {cmdline}\n\
+         \tinitrd /initrd.img\n\
+         }}\n"
+    )
+}
+
+/// The consoles: the serial port last, so that it is `/dev/console`, where
+/// the initramfs asks for a LUKS passphrase.
+pub fn console_cmdline() -> &'static str {
+    "console=tty0 console=ttyS0,115200n8"
 }
 
 impl GuestSetup {
@@ -94,10 +121,32 @@ impl GuestSetup {
         } else {
             "errors=remount-ro"
         };
+        let fstab = match &self.volumes {
+            Some(plan) => plan.fstab(self.discard),
+            None => format!("UUID={}\t/\text4\t{options}\t0\t1\n", self.root_uuid),
+        };
+        overlay.file("etc/fstab", 0o644, fstab);
+        if let Some(plan) = &self.volumes {
+            Self::volumes(plan, overlay);
+        }
+    }
+
+    /// What a guest on LVM or LUKS needs beyond fstab: crypttab, the
+    /// device-mapper modules in its initramfs, and the kernel's links on
+    /// `/boot`, where GRUB looks.
+    fn volumes(plan: &VolumePlan, overlay: &mut Overlay) {
+        if let Some(crypttab) = plan.crypttab() {
+            overlay.file("etc/crypttab", 0o600, crypttab);
+        }
         overlay.file(
-            "etc/fstab",
+            "etc/initramfs-tools/modules",
             0o644,
-            format!("UUID={}\t/\text4\t{options}\t0\t1\n", self.root_uuid),
+            "# Root on device-mapper (kvmx: LVM or LUKS).\ndm_mod\ndm_crypt\n",
+        );
+        overlay.file(
+            "etc/kernel-img.conf",
+            0o644,
+            "# GRUB reads only /boot: keep the kernel links there.\ndo_symlinks = yes\nlink_in_boot = yes\n",
         );
     }
 
@@ -243,23 +292,11 @@ impl GuestSetup {
         // guest has no GRUB package, so no update-grub rewrites this file;
         // it boots the `/vmlinuz` and `/initrd.img` links that kernel
         // updates move.
-        overlay.file(
-            "boot/grub/grub.cfg",
-            0o644,
-            format!(
-                "serial --unit=0 --speed=115200\n\
-                 terminal_input serial console\n\
-                 terminal_output serial console\n\
-                 set timeout=0\n\
-                 set default=0\n\
-                 menuentry 'Debian GNU/Linux (kvmx)' {{\n\
-                 \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
-                 \tlinux /vmlinuz {}\n\
-                 \tinitrd /initrd.img\n\
-                 }}\n",
-                kernel_cmdline(uuid)
-            ),
-        );
+        let config = match &self.volumes {
+            Some(plan) => plan.grub_cfg(),
+            None => grub_cfg(uuid, &kernel_cmdline(uuid)),
+        };
+        overlay.file("boot/grub/grub.cfg", 0o644, config);
         // Modules for GRUB's prefix folder: from the same GRUB build as the
         // core.img written to the disk.
         overlay.dir("boot/grub/i386-pc", 0o755, 0, 0);
@@ -315,6 +352,7 @@ mod tests {
             netmask: None,
             gateway: None,
             dns: None,
+            volumes: None,
         }
     }
 

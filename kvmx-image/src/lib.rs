@@ -21,6 +21,7 @@ pub mod base;
 pub mod boot_tuning;
 pub mod bootstrap;
 mod build;
+pub mod builder;
 pub mod cache;
 pub mod cleanup;
 pub mod disk;
@@ -34,6 +35,7 @@ pub mod prerequisites;
 pub mod qemu_img;
 pub mod rootfs;
 pub mod userns;
+pub mod volumes;
 
 pub use base::BaseVm;
 pub use build::{BuildReport, ImageBuilder, Stage, StageTime};

@@ -8,6 +8,7 @@
 //! [`Vm::ssh_target`] for raw access. Nothing here prints; long operations
 //! report through an [`Observer`].
 
+pub mod builder;
 pub mod clean;
 mod clock;
 mod daemon;
@@ -28,6 +29,7 @@ mod sshfs;
 pub mod state;
 pub mod supervise;
 mod template;
+pub mod unlock;
 pub mod virtiofs;
 mod vm;
 pub mod warm;

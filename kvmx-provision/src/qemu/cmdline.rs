@@ -67,9 +67,24 @@ pub struct Launch {
     pub incoming: bool,
     /// A template-based VM's private disk (raw), with its serial.
     pub private_disk: Option<(Utf8PathBuf, String)>,
+    /// More raw disks, each found in the guest by its serial (the builder
+    /// VM's target and inputs). Written without honouring flushes: a
+    /// builder's disks are thrown away if the host fails mid-build.
+    pub extra_disks: Vec<ExtraDisk>,
     /// The host end of the port through which a restored guest's clock is
     /// set (warm disposables; `clock.rs`).
     pub clock_pipe: Option<Utf8PathBuf>,
+}
+
+/// A raw disk beside the VM's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraDisk {
+    /// The file.
+    pub path: Utf8PathBuf,
+    /// The serial the guest sees (`/dev/disk/by-id/virtio-<serial>`).
+    pub serial: String,
+    /// Attached read-only.
+    pub read_only: bool,
 }
 
 impl Launch {
@@ -129,6 +144,20 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
         args.push(
             "-device",
             format!("virtio-blk-pci,drive=private,serial={serial},addr=0x1f"),
+        );
+    }
+    for (index, disk) in launch.extra_disks.iter().enumerate() {
+        let read_only = if disk.read_only { ",read-only=on" } else { "" };
+        args.push(
+            "-drive",
+            format!(
+                "file={},id=extra{index},format=raw,if=none,cache=unsafe{read_only}",
+                escape(disk.path.as_str())
+            ),
+        );
+        args.push(
+            "-device",
+            format!("virtio-blk-pci,drive=extra{index},serial={}", disk.serial),
         );
     }
     if let Some(boot) = &launch.kernel_boot {

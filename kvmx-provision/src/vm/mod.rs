@@ -44,6 +44,8 @@ pub struct Vm {
     pub(crate) layout: Layout,
     /// Shares without a kind became 9p: virtiofsd is missing.
     pub(crate) shares_lack_virtiofsd: bool,
+    /// Disks beside its own (a builder VM's).
+    pub(crate) extra_disks: Vec<crate::qemu::cmdline::ExtraDisk>,
 }
 
 impl Vm {
@@ -59,6 +61,7 @@ impl Vm {
             config,
             template: None,
             layout: layout.clone(),
+            extra_disks: Vec::new(),
         }
     }
 

@@ -11,6 +11,9 @@
 //!    into an ext4 file system with `mkfs.ext4 -d`, inside a partition table
 //!    and GRUB written by hand ([`mbr`]), then converted to qcow2.
 //!
+//! What kvmx hands image-bootstrap, run in a builder VM for
+//! `method = "image-bootstrap"`, is planned by [`image_bootstrap`].
+//!
 //! Images made from another VM's image (base boxes) are in [`base`]. Tools
 //! run through [`kvmx_core::process`], which logs their output and stops them on
 //! [`CancelFlag`]. The library never prints: the caller gets progress
@@ -27,6 +30,7 @@ pub mod cleanup;
 pub mod disk;
 mod error;
 pub mod guest;
+pub mod image_bootstrap;
 pub mod keys;
 pub mod mbr;
 pub mod overlay;

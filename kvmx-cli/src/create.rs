@@ -160,10 +160,15 @@ fn cache_list(context: &Context, output: &Output) -> Result<(), CommandError> {
 
 fn cache_clear(context: &Context, output: &Output) -> Result<(), CommandError> {
     let removed = BootstrapCache::new(&context.layout.cache_dir).clear()?;
+    let builders = kvmx_image::builder::BuilderImage::clear(&context.layout.cache_dir)?;
     if output.json {
-        output.json_result(&removed);
+        output.json_result(&serde_json::json!({ "systems": removed, "builders": builders }));
     } else {
-        output.result(&format!("removed {} cached system(s)", removed.len()));
+        output.result(&format!(
+            "removed {} cached system(s) and {} builder VM image(s)",
+            removed.len(),
+            builders.len()
+        ));
     }
     Ok(())
 }

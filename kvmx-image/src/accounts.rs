@@ -118,6 +118,23 @@ impl Accounts {
     }
 }
 
+/// The host user's uid and gid for a guest whose accounts are not known
+/// in advance (image-bootstrap's): each where it is an ordinary id, else
+/// the first ordinary one.
+pub fn host_ids_for_guest() -> (u32, u32) {
+    let pick = |id: u32| {
+        if usable(id, &[]).is_ok() {
+            id
+        } else {
+            FIRST_ID
+        }
+    };
+    (
+        pick(nix::unistd::getuid().as_raw()),
+        pick(nix::unistd::getgid().as_raw()),
+    )
+}
+
 /// Whether the guest can give `id` (taken from the host) to its user.
 fn usable(id: u32, taken: &[u32]) -> Result<(), &'static str> {
     if id < FIRST_ID {

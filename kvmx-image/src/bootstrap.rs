@@ -83,6 +83,14 @@ pub struct BootstrapSpec {
     pub packages: Vec<String>,
     /// The bootstrap method.
     pub method: Method,
+    /// More setup run in the tree (chrooted, with the network), after
+    /// [`SYSTEM_SETUP`]: what a recipe such as the builder VM's adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_setup: Option<String>,
+    /// Host files copied into the tree's `/tmp` before `extra_setup`
+    /// (which names and checks them, so the key follows them).
+    #[serde(skip)]
+    pub extra_files: Vec<camino::Utf8PathBuf>,
 }
 
 impl BootstrapSpec {
@@ -113,6 +121,8 @@ impl BootstrapSpec {
             mirror: create.mirror.clone(),
             packages,
             method: create.method,
+            extra_setup: None,
+            extra_files: Vec::new(),
         }
     }
 
@@ -167,10 +177,10 @@ fn shell_hook(script: &str) -> String {
     format!("sh -c '{}' sh \"$1\"", script.replace('\'', r"'\''"))
 }
 
-/// The chroot command of [`SYSTEM_SETUP`], for a shell where `$1` is the
-/// tree.
-fn setup_hook() -> String {
-    let script = format!("set -e\n{SYSTEM_SETUP}");
+/// The chroot command of [`SYSTEM_SETUP`] and `extra`, for a shell where
+/// `$1` is the tree.
+fn setup_hook(extra: Option<&str>) -> String {
+    let script = format!("set -e\n{SYSTEM_SETUP}{}", extra.unwrap_or_default());
     format!(
         "chroot \"$1\" /bin/sh -c '{}'",
         script.replace('\'', r"'\''")
@@ -215,7 +225,15 @@ impl Bootstrap for Mmdebstrap {
                 "--essential-hook={}",
                 shell_hook(boot_tuning::INITRAMFS_CONFIG)
             ))
-            .arg(format!("--customize-hook={}", setup_hook()))
+            .args(
+                spec.extra_files
+                    .iter()
+                    .map(|file| format!("--customize-hook=copy-in {file} /tmp")),
+            )
+            .arg(format!(
+                "--customize-hook={}",
+                setup_hook(spec.extra_setup.as_deref())
+            ))
             .arg(&spec.suite)
             .arg(tarball)
             .args(spec.sources());
@@ -278,9 +296,13 @@ impl Bootstrap for Debootstrap {
                 .arg(&tree)
                 .args(["update-initramfs", "-u", "-k", "all"]),
         )?;
+        for file in &spec.extra_files {
+            let name = file.file_name().unwrap_or("file");
+            std::fs::copy(file, tree.join("tmp").join(name)).map_err(Error::io("copy", file))?;
+        }
         runner.run(
             &Tool::new("sh", "set up the system")
-                .args(["-c", &setup_hook(), "sh"])
+                .args(["-c", &setup_hook(spec.extra_setup.as_deref()), "sh"])
                 .arg(&tree),
         )?;
         runner.run(
@@ -350,7 +372,7 @@ mod tests {
 
     #[test]
     fn the_setup_hook_quotes_the_script() {
-        let hook = setup_hook();
+        let hook = setup_hook(None);
         assert!(hook.starts_with("chroot \"$1\" /bin/sh -c 'set -e\nsystemctl enable"));
         assert!(hook.ends_with("machine-id\n'"));
     }

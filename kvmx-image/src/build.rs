@@ -29,7 +29,7 @@ use crate::prerequisites::{self, Requirement, grub_dir, is_root};
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
 use crate::volumes::{Passphrase, VolumePlan, serials};
-use crate::{Error, Result, disk, keys};
+use crate::{Error, Result, disk, image_bootstrap, keys};
 use kvmx_core::process::Runner;
 
 /// A step of a build.
@@ -136,6 +136,7 @@ pub struct ImageBuilder {
     cancel: CancelFlag,
     builder: Option<Arc<dyn BuilderVm>>,
     passphrase: Option<Passphrase>,
+    extra_setup: Option<(String, Vec<Utf8PathBuf>)>,
 }
 
 struct Timer<'a> {
@@ -190,6 +191,7 @@ impl ImageBuilder {
             cancel: CancelFlag::new(),
             builder: None,
             passphrase: None,
+            extra_setup: None,
         }
     }
 
@@ -237,6 +239,14 @@ impl ImageBuilder {
         self
     }
 
+    /// A shell script run in the bootstrapped tree (chrooted, with the
+    /// network) after the packages are in, with `files` copied into its
+    /// `/tmp` first; the script is part of the cache key.
+    pub fn extra_setup(mut self, script: String, files: Vec<Utf8PathBuf>) -> Self {
+        self.extra_setup = Some((script, files));
+        self
+    }
+
     /// Stops the build when set.
     pub fn cancel(mut self, cancel: CancelFlag) -> Self {
         self.cancel = cancel;
@@ -268,6 +278,9 @@ impl ImageBuilder {
         };
         let result = match &self.base {
             Some(base) => self.build_from_base(base, &runner, &mut timer),
+            None if self.config.create.method == Method::ImageBootstrap => {
+                self.build_with_image_bootstrap(&runner, &mut timer)
+            }
             None => self.build_new(&runner, &mut timer),
         };
         match &result {
@@ -365,7 +378,11 @@ impl ImageBuilder {
             })?;
 
         let work = self.work_dir(&image)?;
-        let spec = BootstrapSpec::from_config(create);
+        let mut spec = BootstrapSpec::from_config(create);
+        if let Some((script, files)) = &self.extra_setup {
+            spec.extra_setup = Some(script.clone());
+            spec.extra_files = files.clone();
+        }
         let key = cache::key(&spec);
         let (tarball, cache_use) = timer.run(Stage::Bootstrap, &self.cancel, || {
             let (tarball, cache_use) = if self.no_cache {
@@ -597,11 +614,6 @@ impl ImageBuilder {
                 "LVM, LUKS and image-bootstrap images are made in a builder VM, and this program gave the image builder none: build it with kvmx-create or kvmx up".into(),
             ));
         };
-        if self.config.create.method == Method::ImageBootstrap {
-            return Err(Error::Unsupported(
-                "method = \"image-bootstrap\" is not available yet: use \"mmdebstrap\"".into(),
-            ));
-        }
         // Not inside a stage of its own: a build of the builder's image
         // shows its own stages.
         let start = Instant::now();
@@ -653,6 +665,178 @@ impl ImageBuilder {
                     Error::Builder(error)
                 }
             })
+    }
+
+    /// A whole disk written by image-bootstrap in the builder VM (which
+    /// partitions it and installs GRUB), then given what every kvmx guest
+    /// has by its hooks ([`crate::image_bootstrap`]).
+    fn build_with_image_bootstrap(
+        &self,
+        runner: &Runner,
+        timer: &mut Timer,
+    ) -> Result<BuildReport> {
+        let create = &self.config.create;
+        let image = timer.run(Stage::Check, &self.cancel, || {
+            let image = self.check_target()?;
+            let mut needs = vec![];
+            if self.config.image.format == ImageFormat::Qcow2 {
+                needs.push(Requirement::program("qemu-img", "qemu-utils"));
+            }
+            prerequisites::check(&needs).map_err(Error::Missing)?;
+            Ok((image, None))
+        })?;
+        let hostname = self.hostname();
+        let (client_public, host_key, extra) = timer.run(Stage::Keys, &self.cancel, || {
+            let client = keys::client_key(&self.paths, &self.name)?;
+            let host = keys::new_host_key(&hostname)?;
+            let extra = match &self.config.ssh.authorized_key {
+                Some(setting) => Some(keys::extra_authorized_key(setting)?),
+                None => None,
+            };
+            Ok(((client, host, extra), None))
+        })?;
+        let (builder, builder_image) = self.prepare_builder(runner, timer)?;
+        let work = self.work_dir(&image)?;
+        let raw = work.path().join("disk.raw");
+        timer.run_observed(Stage::Bootstrap, &self.cancel, |observer| {
+            let (uid, gid) = crate::accounts::host_ids_for_guest();
+            let plan = image_bootstrap::plan(&image_bootstrap::PlanInput {
+                distribution: create.distribution,
+                hostname: hostname.clone(),
+                user: self.config.vm.user.to_string(),
+                uid,
+                gid,
+                authorized_keys: std::iter::once(client_public.clone())
+                    .chain(extra.clone())
+                    .collect(),
+                host_key_private: host_key.private.clone(),
+                host_key_public: host_key.public.clone(),
+                mirror: Some(create.mirror.clone()),
+                suite: create.suite.clone(),
+                arch: create.arch.clone(),
+            });
+            let files = work.path().join("files.tar");
+            let mut tar = crate::overlay::Overlay::new();
+            for file in &plan.files {
+                let mut folder = String::new();
+                for part in file
+                    .path
+                    .split('/')
+                    .rev()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    folder = if folder.is_empty() {
+                        part.to_owned()
+                    } else {
+                        format!("{folder}/{part}")
+                    };
+                    if tar.get(&folder).is_none() {
+                        tar.dir(&folder, 0o755, 0, 0);
+                    }
+                }
+                tar.file(&file.path, file.mode, file.contents.as_bytes());
+            }
+            tar.write_tar(&files)?;
+            std::fs::File::create(&raw)
+                .and_then(|file| file.set_len(self.config.image.size.bytes()))
+                .map_err(Error::io("create", &raw))?;
+            let job = BuilderJob {
+                disks: vec![
+                    BuilderDisk::writable(&raw, serials::TARGET),
+                    BuilderDisk::read_only(&files, serials::OVERLAY),
+                ],
+                script: format!(
+                    "set -eu\n\
+                     work=$(mktemp -d)\n\
+                     trap 'rm -rf \"$work\"' EXIT\n\
+                     tar -C \"$work\" -xf /dev/disk/by-id/virtio-{}\n\
+                     cd \"$work\"\n\
+                     sh -c {} image-bootstrap \"$work\" /dev/disk/by-id/virtio-{}\n",
+                    serials::OVERLAY,
+                    kvmx_core::process::shell_quote(&plan.script),
+                    serials::TARGET
+                ),
+                // image-bootstrap wants a root password: a random one,
+                // known to nobody, keeps root's login shut.
+                stdin: format!("{}\n", Passphrase::random().expose()).into_bytes(),
+                timeout: VOLUMES_DEADLINE,
+            };
+            self.run_builder(builder.as_ref(), &builder_image, &job, runner, observer)?;
+            let note = format!("{:?} by image-bootstrap", create.distribution).to_lowercase();
+            Ok(((), Some(note)))
+        })?;
+        let finished = self.convert_raw(&raw, &image, timer)?;
+        timer.run(Stage::Finish, &self.cancel, || {
+            match finished {
+                Some(temp) => temp.keep(&image)?,
+                None => std::fs::rename(&raw, &image)
+                    .map_err(Error::io("rename the image to", &image))?,
+            }
+            self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
+            for stale in [
+                self.paths.password_file(),
+                self.paths.luks_passphrase_file(),
+            ] {
+                let _ = std::fs::remove_file(stale);
+            }
+            Ok(((), None))
+        })?;
+        drop(work);
+        Ok(BuildReport {
+            vm: self.name.to_string(),
+            direct_boot: None,
+            image,
+            format: self.config.image.format,
+            bootloader: Bootloader::Grub,
+            cache: CacheUse::NotNeeded,
+            cache_key: None,
+            base: None,
+            backing: false,
+            ssh_keys: keys::identities(&self.paths, None),
+            known_hosts: self.paths.known_hosts(),
+            host_key_alias: keys::host_key_alias(&self.name),
+            password_file: None,
+            log: self.paths.create_log(),
+            stages: Vec::new(),
+        })
+    }
+
+    /// The image converted to qcow2 beside `image` under a temporary
+    /// name, when that is its format; `None` when the raw disk is it.
+    fn convert_raw(
+        &self,
+        raw: &Utf8Path,
+        image: &Utf8Path,
+        timer: &mut Timer,
+    ) -> Result<Option<TempFile>> {
+        if self.config.image.format != ImageFormat::Qcow2 {
+            return Ok(None);
+        }
+        timer.run(Stage::Convert, &self.cancel, || {
+            let name = image.file_name().unwrap_or("image");
+            let parent = image.parent().unwrap_or(Utf8Path::new("."));
+            let temp = TempFile::new_in(parent, name)?;
+            let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
+            disk::convert(
+                raw,
+                temp.path(),
+                ImageFormat::Qcow2,
+                self.config.create.compression,
+                &runner,
+            )?;
+            Ok((Some(temp), None))
+        })
+    }
+
+    fn hostname(&self) -> String {
+        self.config
+            .vm
+            .hostname
+            .as_ref()
+            .map_or_else(|| self.name.to_string(), ToString::to_string)
     }
 
     fn write_trust(&self, known_hosts: &str) -> Result<()> {

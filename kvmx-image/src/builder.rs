@@ -20,14 +20,15 @@ use kvmx_core::process::Runner;
 use sha2::Digest;
 
 use crate::bootstrap::{BootstrapSpec, RECIPE_VERSION};
-use crate::{Error, ImageBuilder, Result};
+use crate::{Error, ImageBuilder, Result, image_bootstrap};
 
 /// Raise when what the builder carries changes in a way its package list
 /// does not show.
 pub const BUILDER_RECIPE_VERSION: u32 = 1;
 
-/// What the builder carries: volume and file system tools, GRUB, the
-/// Debian bootstrappers, and Python for image-bootstrap.
+/// What the builder carries beside image-bootstrap's needs
+/// ([`image_bootstrap::BUILDER_PACKAGES`]): volume and file system tools,
+/// GRUB and the Debian bootstrappers.
 pub const BUILDER_PACKAGES: &[&str] = &[
     "lvm2",
     "cryptsetup",
@@ -38,8 +39,22 @@ pub const BUILDER_PACKAGES: &[&str] = &[
     "grub-pc-bin",
     "debootstrap",
     "mmdebstrap",
-    "python3",
 ];
+
+/// Installs image-bootstrap in the builder's tree from its wheel in
+/// `/tmp` (checked again there): a venv that sees Debian's Python
+/// packages, with only image-bootstrap itself from PyPI.
+fn install_image_bootstrap() -> String {
+    let (wheel, digest) = image_bootstrap::WHEEL;
+    format!(
+        "echo '{digest}  /tmp/{wheel}' | sha256sum --check --quiet\n\
+         python3 -m venv --system-site-packages /opt/image-bootstrap\n\
+         /opt/image-bootstrap/bin/pip install --quiet --no-deps --no-index --no-cache-dir /tmp/{wheel}\n\
+         rm /tmp/{wheel}\n\
+         ln -s /opt/image-bootstrap/bin/image-bootstrap /usr/local/bin/image-bootstrap\n\
+         image-bootstrap --version\n"
+    )
+}
 
 /// A disk attached to the builder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +161,7 @@ impl BuilderImage {
         config.create.mirror = mirror.to_owned();
         config.create.packages = BUILDER_PACKAGES
             .iter()
+            .chain(image_bootstrap::BUILDER_PACKAGES)
             .chain(extra)
             .map(|p| p.parse().expect("the builder's package names are valid"))
             .collect();
@@ -158,7 +174,8 @@ impl BuilderImage {
     /// The cache key of `config`'s builder: its bootstrap and the builder
     /// recipe.
     pub fn key(config: &Config) -> String {
-        let spec = BootstrapSpec::from_config(&config.create);
+        let mut spec = BootstrapSpec::from_config(&config.create);
+        spec.extra_setup = Some(install_image_bootstrap());
         let keyed = serde_json::json!({
             "builder": BUILDER_RECIPE_VERSION,
             "recipe": RECIPE_VERSION,
@@ -203,7 +220,9 @@ impl BuilderImage {
         // A folder without the marker is what a killed build left.
         let _ = std::fs::remove_dir_all(&folder);
         std::fs::create_dir_all(&folder).map_err(Error::io("create", &folder))?;
+        let wheel = image_bootstrap::cached_wheel(cache_dir, &runner)?;
         let built = ImageBuilder::new(name, config, paths, cache_dir.to_owned())
+            .extra_setup(install_image_bootstrap(), vec![wheel])
             .cancel(cancel.clone())
             .build(observer);
         if let Err(error) = built {
@@ -215,16 +234,34 @@ impl BuilderImage {
         Ok((image, true))
     }
 
-    /// The cached builders' folders.
-    pub fn cached(cache_dir: &Utf8Path) -> Vec<Utf8PathBuf> {
+    /// Removes the cached builder images that no build uses now; returns
+    /// their folders.
+    pub fn clear(cache_dir: &Utf8Path) -> Result<Vec<Utf8PathBuf>> {
         let dir = cache_dir.join("builder");
         let Ok(read) = dir.read_dir_utf8() else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        read.flatten()
-            .filter(|e| e.path().join(READY).is_file())
-            .map(|e| e.path().to_owned())
-            .collect()
+        let mut removed = Vec::new();
+        for entry in read.flatten() {
+            let folder = entry.path();
+            if !folder.is_dir() {
+                continue;
+            }
+            let lock = dir.join(format!("{}.lock", entry.file_name()));
+            let Ok(file) = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock)
+            else {
+                continue;
+            };
+            if nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok() {
+                std::fs::remove_dir_all(folder).map_err(Error::io("remove", folder))?;
+                removed.push(folder.to_owned());
+            }
+        }
+        Ok(removed)
     }
 }
 

@@ -57,7 +57,7 @@ pub struct GuestSetup {
 
 /// The kernel command line: root by UUID, console on the serial port.
 pub fn kernel_cmdline(root_uuid: &str) -> String {
-    format!("root=UUID={root_uuid} ro {}", console_cmdline())
+    format!("root=UUID={root_uuid} ro {CONSOLE_CMDLINE}")
 }
 
 /// GRUB's config: one entry, no menu wait, GRUB's terminal on the serial
@@ -80,9 +80,7 @@ pub fn grub_cfg(uuid: &str, cmdline: &str) -> String {
 
 /// The consoles: the serial port last, so that it is `/dev/console`, where
 /// the initramfs asks for a LUKS passphrase.
-pub fn console_cmdline() -> &'static str {
-    "console=tty0 console=ttyS0,115200n8"
-}
+pub const CONSOLE_CMDLINE: &str = "console=tty0 console=ttyS0,115200n8";
 
 impl GuestSetup {
     /// The files to add to `rootfs`, and the ids the user got. `grub_dir`

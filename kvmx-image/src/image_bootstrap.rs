@@ -42,7 +42,12 @@
 //! The root password is never in the plan: the script reads it from its
 //! standard input into a 0600 file that it removes when it ends.
 
+use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::config::Distribution;
+use kvmx_core::process::{Runner, Tool, shell_quote};
+
+use crate::prerequisites::Requirement;
+use crate::{Error, Result};
 
 /// The image-bootstrap release the plan was written for, as a pip
 /// requirement.
@@ -64,6 +69,62 @@ use kvmx_core::config::Distribution;
 /// Debian packages: nothing to compile (lxml) and only one download from
 /// PyPI. It requires Python 3.11 or later, which bookworm has.
 pub const PIP_REQUIREMENT: &str = "image-bootstrap==4.0.0";
+
+/// The file pip downloads for [`PIP_REQUIREMENT`], and its SHA-256: the
+/// download is checked against it before any builder uses it.
+pub const WHEEL: (&str, &str) = (
+    "image_bootstrap-4.0.0-py3-none-any.whl",
+    "e55e8ea93195bc495eeee7e7db7a9b9f933fec209a1996849a4c0fa4936a1bcb",
+);
+
+/// The wheel in kvmx's cache folder, downloaded once by the host's pip
+/// and checked against [`WHEEL`]'s digest. The host fetches it, not the
+/// builder: the host's pip has its configuration (an index mirror, a
+/// proxy's certificate authority) and the guest has only Debian's.
+pub fn cached_wheel(cache_dir: &Utf8Path, runner: &Runner) -> Result<Utf8PathBuf> {
+    let (name, digest) = WHEEL;
+    let dir = cache_dir.join("wheels");
+    let wheel = dir.join(name);
+    if wheel.is_file() && sha256_hex(&wheel)? == digest {
+        return Ok(wheel);
+    }
+    crate::prerequisites::check(&[Requirement::File {
+        path: "/usr/lib/python3/dist-packages/pip/__init__.py".into(),
+        package: "python3-pip",
+    }])
+    .map_err(Error::Missing)?;
+    std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
+    let work = crate::cleanup::WorkDir::new_in(&dir, ".download-", crate::userns::GuestRoot::Root)?;
+    runner.run(
+        &Tool::new("/usr/bin/python3", "download image-bootstrap with pip")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--dest",
+            ])
+            .arg(work.path())
+            .arg(PIP_REQUIREMENT),
+    )?;
+    let downloaded = work.path().join(name);
+    let found = sha256_hex(&downloaded)?;
+    if found != digest {
+        return Err(Error::Unsupported(format!(
+            "{name} from pip has SHA-256 {found}, not the {digest} kvmx expects: refusing it"
+        )));
+    }
+    std::fs::rename(&downloaded, &wheel).map_err(Error::io("store", &wheel))?;
+    Ok(wheel)
+}
+
+fn sha256_hex(path: &Utf8Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
 
 /// The Debian (bookworm) packages the builder needs so that image-bootstrap
 /// runs for Debian, Arch and Gentoo: Python and the venv module, its Python
@@ -121,7 +182,7 @@ pub const CHROOT_HOOK: &str = "chroot/50-kvmx-guest";
 pub const POST_HOOK: &str = "post/50-kvmx-guest";
 
 /// The kernel's consoles: the screen and the first serial port.
-pub const CONSOLE_ARGS: &str = "console=tty0 console=ttyS0,115200n8";
+pub const CONSOLE_ARGS: &str = crate::guest::CONSOLE_CMDLINE;
 
 /// What a plan is made from: the guest's settings, all validated by the
 /// config layer.
@@ -205,17 +266,6 @@ pub fn plan(input: &PlanInput) -> Plan {
         files: files(input),
         script,
     }
-}
-
-/// Quotes `word` for a POSIX shell: as it is when it holds only characters
-/// no shell treats specially, otherwise in single quotes (a quote inside
-/// written `'\''`). An empty word is `''`.
-pub fn shell_quote(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,=".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
 }
 
 /// The architecture as image-bootstrap spells it for `distribution`.
@@ -860,17 +910,45 @@ mod tests {
         }
     }
 
+    /// A Python that imports image-bootstrap: a venv made as the builder's
+    /// recipe makes it (its dependencies from Debian: scripts/install-deps),
+    /// kept in the temporary folder per version.
+    fn image_bootstrap_python() -> std::path::PathBuf {
+        let version = PIP_REQUIREMENT.split("==").nth(1).unwrap();
+        let venv = std::env::temp_dir().join(format!("kvmx-test-image-bootstrap-{version}"));
+        let python = venv.join("bin/python3");
+        if venv.join("bin/image-bootstrap").is_file() {
+            return python;
+        }
+        let run = |program: &std::path::Path, args: &[&str]| {
+            let status = std::process::Command::new(program)
+                .args(args)
+                .status()
+                .unwrap();
+            if !status.success() {
+                let _ = std::fs::remove_dir_all(&venv);
+                panic!("{program:?} {args:?}: {status}");
+            }
+        };
+        let folder = venv.to_str().unwrap();
+        // Debian's Python, as in the builder, whatever else is on PATH.
+        run(
+            "/usr/bin/python3".as_ref(),
+            &["-m", "venv", "--system-site-packages", folder],
+        );
+        run(
+            &venv.join("bin/pip"),
+            &["install", "--quiet", "--no-deps", PIP_REQUIREMENT],
+        );
+        python
+    }
+
     /// Parses each distribution's argv with image-bootstrap's own argparse
-    /// code, when `KVMX_TEST_IMAGE_BOOTSTRAP_PYTHON` names a Python that
-    /// can import it (e.g. a venv's `bin/python` after `pip install
-    /// image-bootstrap==4.0.0`); nothing runs as root: its entry point is
-    /// replaced by one that prints the parsed options.
+    /// code; nothing runs as root: its entry point is replaced by one that
+    /// prints the parsed options.
     #[test]
     fn image_bootstrap_argv_is_accepted_by_its_argparse() {
-        let Some(python) = std::env::var_os("KVMX_TEST_IMAGE_BOOTSTRAP_PYTHON") else {
-            eprintln!("KVMX_TEST_IMAGE_BOOTSTRAP_PYTHON unset: argparse check skipped");
-            return;
-        };
+        let python = image_bootstrap_python();
         const PARSE: &str = "\
 import json, sys
 import image_bootstrap.__main__ as main

@@ -15,7 +15,7 @@ use kvmx_core::config::{Create, Encryption, VolumeLayout};
 use kvmx_core::process::shell_quote;
 
 use crate::disk::random_uuid;
-use crate::guest::{console_cmdline, grub_cfg};
+use crate::guest::{CONSOLE_CMDLINE, grub_cfg};
 use crate::{Error, Result};
 
 /// The size of `/boot`: room for three kernels and their initrds.
@@ -193,7 +193,7 @@ impl VolumePlan {
 
     /// The kernel command line.
     pub fn kernel_cmdline(&self) -> String {
-        format!("root={} ro {}", self.root_device(), console_cmdline())
+        format!("root={} ro {CONSOLE_CMDLINE}", self.root_device())
     }
 
     /// `/etc/fstab`.
@@ -329,7 +329,8 @@ impl VolumePlan {
             ));
         }
         s.push_str(&format!(
-            "mount \"{root}\" /target\n\
+            "mkdir -p /target\n\
+             mount \"{root}\" /target\n\
              mkdir -p /target/boot\n\
              mount \"$boot\" /target/boot\n"
         ));

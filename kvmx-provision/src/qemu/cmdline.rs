@@ -155,9 +155,15 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
                 escape(disk.path.as_str())
             ),
         );
+        // Below the private disk's slot, from the top: SeaBIOS boots the
+        // first disk it finds, which must stay the VM's own.
         args.push(
             "-device",
-            format!("virtio-blk-pci,drive=extra{index},serial={}", disk.serial),
+            format!(
+                "virtio-blk-pci,drive=extra{index},serial={},addr={:#x}",
+                disk.serial,
+                0x1e - index
+            ),
         );
     }
     if let Some(boot) = &launch.kernel_boot {

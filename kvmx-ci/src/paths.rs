@@ -23,6 +23,9 @@ pub struct JobPaths {
     pub trust: Utf8PathBuf,
     /// The job's own OpenPGP keyring (a GnuPG home).
     pub keyring: Utf8PathBuf,
+    /// The last verified commit, exported (a project job's VM config
+    /// lives there).
+    pub checkout: Utf8PathBuf,
     /// One folder per run.
     pub runs: Utf8PathBuf,
     /// Held while a run of the job is under way.
@@ -38,6 +41,7 @@ impl JobPaths {
             verified: root.join("verified.json"),
             trust: root.join("trust.json"),
             keyring: root.join("gnupg"),
+            checkout: root.join("checkout"),
             runs: root.join("runs"),
             lock: layout.runtime_dir.join("ci").join(format!("{name}.lock")),
             root,

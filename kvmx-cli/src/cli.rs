@@ -142,7 +142,7 @@ pub struct DisposableOptionArgs {
     /// reaches it.
     #[arg(long)]
     pub no_network: bool,
-    /// Share a host folder into the guest (9p), as HOST:GUEST; repeatable.
+    /// Share a host folder into the guest (virtiofs where virtiofsd is found, else 9p), as HOST:GUEST; repeatable.
     #[arg(long, value_name = "HOST:GUEST")]
     pub share: Vec<String>,
     /// Guest memory, such as 512M or 2G.

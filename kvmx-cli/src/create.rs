@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kvmx_core::CancelFlag;
 use kvmx_core::Project;
-use kvmx_image::{BootstrapCache, ImageBuilder};
+use kvmx_image::BootstrapCache;
 
 use crate::cli::GlobalArgs;
 use crate::commands::Context;
@@ -98,11 +98,17 @@ fn build(args: &BuildArgs, context: &Context, output: &Output) -> Result<(), Com
             warning.message
         ));
     }
-    let report = ImageBuilder::for_vm(&context.layout, loaded.name, loaded.config)?
-        .force(args.force)
-        .no_cache(args.no_cache)
-        .cancel(CancelFlag::on_signals()?)
-        .build(&mut output.stages())?;
+    let passphrase = crate::passphrase::for_create(&loaded.config)?;
+    let report = kvmx_provision::builder::image_builder(
+        &context.layout,
+        loaded.name,
+        loaded.config,
+        passphrase,
+    )?
+    .force(args.force)
+    .no_cache(args.no_cache)
+    .cancel(CancelFlag::on_signals()?)
+    .build(&mut output.stages())?;
     if output.json {
         output.json_result(&report);
         return Ok(());
@@ -154,10 +160,15 @@ fn cache_list(context: &Context, output: &Output) -> Result<(), CommandError> {
 
 fn cache_clear(context: &Context, output: &Output) -> Result<(), CommandError> {
     let removed = BootstrapCache::new(&context.layout.cache_dir).clear()?;
+    let builders = kvmx_image::builder::BuilderImage::clear(&context.layout.cache_dir)?;
     if output.json {
-        output.json_result(&removed);
+        output.json_result(&serde_json::json!({ "systems": removed, "builders": builders }));
     } else {
-        output.result(&format!("removed {} cached system(s)", removed.len()));
+        output.result(&format!(
+            "removed {} cached system(s) and {} builder VM image(s)",
+            removed.len(),
+            builders.len()
+        ));
     }
     Ok(())
 }

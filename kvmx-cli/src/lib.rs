@@ -9,6 +9,7 @@ mod commands;
 pub mod create;
 pub mod error;
 pub mod output;
+mod passphrase;
 mod progress;
 
 use std::process::ExitCode;

@@ -155,6 +155,11 @@ impl VmPaths {
     pub fn password_file(&self) -> Utf8PathBuf {
         self.data.join("password")
     }
+    /// The LUKS passphrase of an encrypted image (mode 0600), made at
+    /// create time unless the config says to ask for it.
+    pub fn luks_passphrase_file(&self) -> Utf8PathBuf {
+        self.data.join("luks-passphrase")
+    }
     /// QEMU's pid file while the VM runs (for people and scripts; whether
     /// the VM runs is told by [`VmPaths::run_lock`]).
     pub fn pid_file(&self) -> Utf8PathBuf {

@@ -118,6 +118,52 @@ impl<'o> Stages<'o> {
     }
 }
 
+/// Events of work inside the current stage (guest output, notes) pass
+/// through without ending it.
+impl Observer for Stages<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        self.observer.event(event);
+    }
+}
+
+/// An observer that puts `prefix` before the stages of work done on
+/// behalf of another (e.g. "builder VM: "), passing the rest on.
+pub struct Prefixed<'o> {
+    inner: &'o mut dyn Observer,
+    prefix: &'o str,
+}
+
+impl<'o> Prefixed<'o> {
+    /// Events to `inner`, stages named with `prefix`.
+    pub fn new(inner: &'o mut dyn Observer, prefix: &'o str) -> Self {
+        Prefixed { inner, prefix }
+    }
+}
+
+impl Observer for Prefixed<'_> {
+    fn event(&mut self, event: Event<'_>) {
+        match event {
+            Event::StageStarted { stage } => {
+                let stage = format!("{}{stage}", self.prefix);
+                self.inner.event(Event::StageStarted { stage: &stage });
+            }
+            Event::StageFinished {
+                stage,
+                elapsed,
+                note,
+            } => {
+                let stage = format!("{}{stage}", self.prefix);
+                self.inner.event(Event::StageFinished {
+                    stage: &stage,
+                    elapsed,
+                    note,
+                });
+            }
+            other => self.inner.event(other),
+        }
+    }
+}
+
 impl Drop for Stages<'_> {
     fn drop(&mut self) {
         self.finish(None);

@@ -178,7 +178,10 @@ impl Tool {
     }
 }
 
-fn shell_quote(text: &str) -> String {
+/// Quotes a word for a POSIX shell: as it is when it holds only
+/// characters no shell treats specially, otherwise in single quotes (a
+/// quote inside written `'\''`). An empty word is `''`.
+pub fn shell_quote(text: &str) -> String {
     let plain = !text.is_empty()
         && text
             .chars()

@@ -203,6 +203,7 @@ fn collect_keys(value: &toml::Value, table: &str, keys: &mut Vec<(String, String
         for (key, item) in map {
             match item {
                 toml::Value::Table(_) if table.is_empty() => collect_keys(item, key, keys),
+                toml::Value::Table(_) => collect_keys(item, &format!("{table}.{key}"), keys),
                 _ if table.is_empty() => {}
                 _ => keys.push((table.to_owned(), key.clone())),
             }

@@ -105,20 +105,7 @@ impl BaseVm {
 
     /// The base's known_hosts text with this VM's alias.
     pub fn known_hosts_for(&self, vm: &VmName) -> Result<String> {
-        let path = self.paths.known_hosts();
-        let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
-        let lines: String = text
-            .lines()
-            .filter_map(|line| {
-                let mut parts = line.split_whitespace();
-                let (_alias, kind, key) = (parts.next()?, parts.next()?, parts.next()?);
-                Some(format!(
-                    "{} {kind} {key}\n",
-                    crate::keys::host_key_alias(vm)
-                ))
-            })
-            .collect();
-        Ok(lines)
+        crate::keys::known_hosts_as(&self.paths, vm)
     }
 }
 

@@ -12,15 +12,16 @@ use camino::Utf8Path;
 use kvmx_core::config::Method;
 use serde::{Deserialize, Serialize};
 
+use crate::boot_tuning;
 use crate::prerequisites::{Requirement, is_root};
 use crate::userns::GuestRoot;
 use crate::{Error, Result};
 use kvmx_core::process::{Runner, Tool};
 
 /// The version of what the bootstrap puts in the tree. Raise it when the
-/// base packages or [`SYSTEM_SETUP`] change, so that cached trees made the
-/// old way are not used.
-pub const RECIPE_VERSION: u32 = 1;
+/// base packages, [`SYSTEM_SETUP`] or [`boot_tuning`] change, so that
+/// cached trees made the old way are not used.
+pub const RECIPE_VERSION: u32 = 2;
 
 /// The packages every guest gets: Debian's generic kernel (the cloud one
 /// lacks 9p and vmgenid), systemd with logind (which powers off on the ACPI
@@ -44,6 +45,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "procps",
     "less",
 ];
+
+/// The name every Debian kernel package starts with.
+const KERNEL_PREFIX: &str = "linux-image-";
 
 /// Run in the new tree (chrooted) after the packages are in: the parts of
 /// the guest setup that are the same for every VM.
@@ -79,15 +83,35 @@ pub struct BootstrapSpec {
     pub packages: Vec<String>,
     /// The bootstrap method.
     pub method: Method,
+    /// More setup run in the tree (chrooted, with the network), after
+    /// [`SYSTEM_SETUP`]: what a recipe such as the builder VM's adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_setup: Option<String>,
+    /// Host files copied into the tree's `/tmp` before `extra_setup`
+    /// (which names and checks them, so the key follows them).
+    #[serde(skip)]
+    pub extra_files: Vec<camino::Utf8PathBuf>,
 }
 
 impl BootstrapSpec {
-    /// The spec of `create`: the base packages plus the configured ones.
+    /// The spec of `create`: the base packages plus the configured ones. A
+    /// configured kernel (`linux-image-*`, e.g. `linux-image-cloud-amd64`)
+    /// replaces the generic one instead of sitting beside it.
     pub fn from_config(create: &kvmx_core::config::Create) -> Self {
+        let own_kernel = create
+            .packages
+            .iter()
+            .any(|p| p.to_string().starts_with(KERNEL_PREFIX));
         let mut packages: Vec<String> = BASE_PACKAGES
             .iter()
+            .filter(|p| !(own_kernel && p.starts_with(KERNEL_PREFIX)))
             .map(|p| p.to_string())
             .chain(create.packages.iter().map(|p| p.to_string()))
+            .chain(
+                crate::volumes::packages(create)
+                    .into_iter()
+                    .map(String::from),
+            )
             .collect();
         packages.sort();
         packages.dedup();
@@ -97,6 +121,8 @@ impl BootstrapSpec {
             mirror: create.mirror.clone(),
             packages,
             method: create.method,
+            extra_setup: None,
+            extra_files: Vec::new(),
         }
     }
 
@@ -136,18 +162,25 @@ pub trait Bootstrap {
     ) -> Result<()>;
 }
 
-/// The implementation of `method`.
+/// The implementation of `method` that makes a tree on the host.
+/// image-bootstrap writes a whole disk inside the builder VM instead, so
+/// its trees come from mmdebstrap's tree of the builder's own recipe.
 pub fn for_method(method: Method) -> Box<dyn Bootstrap> {
     match method {
-        Method::Mmdebstrap => Box::new(Mmdebstrap),
+        Method::Mmdebstrap | Method::ImageBootstrap => Box::new(Mmdebstrap),
         Method::Debootstrap => Box::new(Debootstrap),
     }
 }
 
-/// The chroot command of [`SYSTEM_SETUP`], for a shell where `$1` is the
-/// tree.
-fn setup_hook() -> String {
-    let script = format!("set -e\n{SYSTEM_SETUP}");
+/// `script` run by `sh` with the tree as `$1`, as a hook's shell line.
+fn shell_hook(script: &str) -> String {
+    format!("sh -c '{}' sh \"$1\"", script.replace('\'', r"'\''"))
+}
+
+/// The chroot command of [`SYSTEM_SETUP`] and `extra`, for a shell where
+/// `$1` is the tree.
+fn setup_hook(extra: Option<&str>) -> String {
+    let script = format!("set -e\n{SYSTEM_SETUP}{}", extra.unwrap_or_default());
     format!(
         "chroot \"$1\" /bin/sh -c '{}'",
         script.replace('\'', r"'\''")
@@ -186,7 +219,21 @@ impl Bootstrap for Mmdebstrap {
             .arg(format!("--architectures={}", spec.arch))
             .arg(format!("--include={}", spec.packages.join(",")))
             .args(DPKG_OPTIONS.iter().map(|o| format!("--dpkgopt={o}")))
-            .arg(format!("--customize-hook={}", setup_hook()))
+            // Before the kernel is installed, so its postinst builds the
+            // small initramfs once.
+            .arg(format!(
+                "--essential-hook={}",
+                shell_hook(boot_tuning::INITRAMFS_CONFIG)
+            ))
+            .args(
+                spec.extra_files
+                    .iter()
+                    .map(|file| format!("--customize-hook=copy-in {file} /tmp")),
+            )
+            .arg(format!(
+                "--customize-hook={}",
+                setup_hook(spec.extra_setup.as_deref())
+            ))
             .arg(&spec.suite)
             .arg(tarball)
             .args(spec.sources());
@@ -237,9 +284,25 @@ impl Bootstrap for Debootstrap {
                 .arg(&tree)
                 .arg(&spec.mirror),
         )?;
+        // debootstrap installs everything at once: the initramfs made by
+        // the kernel's postinst is rebuilt with the VM's config.
+        runner.run(
+            &Tool::new("sh", "configure the initramfs")
+                .args(["-c", boot_tuning::INITRAMFS_CONFIG, "sh"])
+                .arg(&tree),
+        )?;
+        runner.run(
+            &Tool::new("chroot", "rebuild the initramfs")
+                .arg(&tree)
+                .args(["update-initramfs", "-u", "-k", "all"]),
+        )?;
+        for file in &spec.extra_files {
+            let name = file.file_name().unwrap_or("file");
+            std::fs::copy(file, tree.join("tmp").join(name)).map_err(Error::io("copy", file))?;
+        }
         runner.run(
             &Tool::new("sh", "set up the system")
-                .args(["-c", &setup_hook(), "sh"])
+                .args(["-c", &setup_hook(spec.extra_setup.as_deref()), "sh"])
                 .arg(&tree),
         )?;
         runner.run(
@@ -278,6 +341,20 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_kernel_replaces_the_generic_one() {
+        let create = kvmx_core::config::Create {
+            packages: vec!["linux-image-cloud-amd64".parse().unwrap()],
+            ..Default::default()
+        };
+        let spec = BootstrapSpec::from_config(&create);
+        assert!(
+            spec.packages
+                .contains(&"linux-image-cloud-amd64".to_string())
+        );
+        assert!(!spec.packages.contains(&"linux-image-amd64".to_string()));
+    }
+
+    #[test]
     fn a_release_gets_updates_and_security() {
         assert_eq!(
             spec("bookworm", "https://deb.debian.org/debian/").sources(),
@@ -295,7 +372,7 @@ mod tests {
 
     #[test]
     fn the_setup_hook_quotes_the_script() {
-        let hook = setup_hook();
+        let hook = setup_hook(None);
         assert!(hook.starts_with("chroot \"$1\" /bin/sh -c 'set -e\nsystemctl enable"));
         assert!(hook.ends_with("machine-id\n'"));
     }

@@ -5,18 +5,22 @@
 //! by renames at the end: an existing image is replaced only by a complete
 //! new one, and a failed or interrupted build removes what it made.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::CancelFlag;
 use kvmx_core::config::values::VmName;
-use kvmx_core::config::{Bootloader, Config, ImageFormat, ImageType};
+use kvmx_core::config::{
+    Bootloader, Config, Encryption, ImageFormat, ImageType, Method, PassphraseSource,
+};
 use kvmx_core::layout::{DirectBoot, Layout, VmPaths};
-use kvmx_core::observe::{Observer, Stages};
+use kvmx_core::observe::{Observer, Prefixed, Stages};
 use serde::Serialize;
 
 use crate::base::BaseVm;
 use crate::bootstrap::{self, BootstrapSpec};
+use crate::builder::{BuilderDisk, BuilderImage, BuilderJob, BuilderVm};
 use crate::cache::{self, BootstrapCache, CacheUse};
 use crate::cleanup::{TempFile, WorkDir};
 use crate::guest::{GuestSetup, kernel_cmdline};
@@ -24,7 +28,8 @@ use crate::password::GuestPassword;
 use crate::prerequisites::{self, Requirement, grub_dir, is_root};
 use crate::rootfs::Rootfs;
 use crate::userns::GuestRoot;
-use crate::{Error, Result, disk, keys};
+use crate::volumes::{Passphrase, VolumePlan, serials};
+use crate::{Error, Result, disk, image_bootstrap, keys};
 use kvmx_core::process::Runner;
 
 /// A step of a build.
@@ -47,6 +52,10 @@ pub enum Stage {
     Convert,
     /// Making the image from the base VM's.
     Base,
+    /// Making the builder VM's image, or finding it in the cache.
+    Builder,
+    /// Partitions, LUKS, LVM and file systems, in the builder VM.
+    Volumes,
     /// Moving the results into place.
     Finish,
 }
@@ -63,6 +72,8 @@ impl Stage {
             Stage::Bootloader => "installing the bootloader",
             Stage::Convert => "converting the image",
             Stage::Base => "making the image from the base",
+            Stage::Builder => "preparing the builder VM",
+            Stage::Volumes => "making the volumes in the builder VM",
             Stage::Finish => "finishing",
         }
     }
@@ -123,6 +134,9 @@ pub struct ImageBuilder {
     no_cache: bool,
     base: Option<BaseVm>,
     cancel: CancelFlag,
+    builder: Option<Arc<dyn BuilderVm>>,
+    passphrase: Option<Passphrase>,
+    extra_setup: Option<(String, Vec<Utf8PathBuf>)>,
 }
 
 struct Timer<'a> {
@@ -137,10 +151,20 @@ impl Timer<'_> {
         cancel: &CancelFlag,
         work: impl FnOnce() -> Result<(T, Option<String>)>,
     ) -> Result<T> {
+        self.run_observed(stage, cancel, |_| work())
+    }
+
+    /// [`Timer::run`] for work that reports events of its own.
+    fn run_observed<T>(
+        &mut self,
+        stage: Stage,
+        cancel: &CancelFlag,
+        work: impl FnOnce(&mut dyn Observer) -> Result<(T, Option<String>)>,
+    ) -> Result<T> {
         kvmx_core::process::check_cancel(cancel)?;
         self.stages.stage(stage.describe());
         let start = Instant::now();
-        let (value, note) = work()?;
+        let (value, note) = work(&mut self.stages)?;
         let elapsed = start.elapsed();
         self.stages.finish(note.as_deref());
         self.times.push(StageTime {
@@ -165,6 +189,9 @@ impl ImageBuilder {
             no_cache: false,
             base: None,
             cancel: CancelFlag::new(),
+            builder: None,
+            passphrase: None,
+            extra_setup: None,
         }
     }
 
@@ -195,6 +222,28 @@ impl ImageBuilder {
     /// The base VM of `image.base`, as its own config describes it.
     pub fn base(mut self, base: Option<BaseVm>) -> Self {
         self.base = base;
+        self
+    }
+
+    /// The builder VM that makes LVM, LUKS and image-bootstrap images
+    /// (kvmx-provision's `QemuBuilder`).
+    pub fn builder_vm(mut self, builder: Arc<dyn BuilderVm>) -> Self {
+        self.builder = Some(builder);
+        self
+    }
+
+    /// The LUKS passphrase, for `create.passphrase = "ask"` (a file's is
+    /// made by the build).
+    pub fn passphrase(mut self, passphrase: Option<Passphrase>) -> Self {
+        self.passphrase = passphrase;
+        self
+    }
+
+    /// A shell script run in the bootstrapped tree (chrooted, with the
+    /// network) after the packages are in, with `files` copied into its
+    /// `/tmp` first; the script is part of the cache key.
+    pub fn extra_setup(mut self, script: String, files: Vec<Utf8PathBuf>) -> Self {
+        self.extra_setup = Some((script, files));
         self
     }
 
@@ -229,6 +278,9 @@ impl ImageBuilder {
         };
         let result = match &self.base {
             Some(base) => self.build_from_base(base, &runner, &mut timer),
+            None if self.config.create.method == Method::ImageBootstrap => {
+                self.build_with_image_bootstrap(&runner, &mut timer)
+            }
             None => self.build_new(&runner, &mut timer),
         };
         match &result {
@@ -300,6 +352,12 @@ impl ImageBuilder {
                 .map_err(Error::Missing)?;
             Ok((image, None))
         })?;
+        let volumes = create.needs_builder().then(|| VolumePlan::new(create));
+        let passphrase = self.luks_passphrase()?;
+        let builder = match &volumes {
+            Some(_) => Some(self.prepare_builder(runner, timer)?),
+            None => None,
+        };
         let hostname = self
             .config
             .vm
@@ -320,7 +378,11 @@ impl ImageBuilder {
             })?;
 
         let work = self.work_dir(&image)?;
-        let spec = BootstrapSpec::from_config(create);
+        let mut spec = BootstrapSpec::from_config(create);
+        if let Some((script, files)) = &self.extra_setup {
+            spec.extra_setup = Some(script.clone());
+            spec.extra_files = files.clone();
+        }
         let key = cache::key(&spec);
         let (tarball, cache_use) = timer.run(Stage::Bootstrap, &self.cancel, || {
             let (tarball, cache_use) = if self.no_cache {
@@ -344,7 +406,9 @@ impl ImageBuilder {
             Ok(((tarball, cache_use), note))
         })?;
 
-        let uuid = disk::random_uuid();
+        let uuid = volumes
+            .as_ref()
+            .map_or_else(disk::random_uuid, |plan| plan.root_uuid.clone());
         let (overlay_tar, layout) = timer.run(Stage::GuestSetup, &self.cancel, || {
             let rootfs = Rootfs::read(&tarball)?;
             let layout = disk::layout(self.config.image.size.bytes(), rootfs.needed_bytes())?;
@@ -355,6 +419,12 @@ impl ImageBuilder {
                 hostname: hostname.clone(),
                 domain: self.config.vm.domain.as_ref().map(ToString::to_string),
                 user: self.config.vm.user.to_string(),
+                // Lima's choice: the host user's ids, so that shares of its
+                // folders are writable by the guest user.
+                user_ids: Some((
+                    nix::unistd::getuid().as_raw(),
+                    nix::unistd::getgid().as_raw(),
+                )),
                 password_hash: password.hash.clone(),
                 authorized_keys,
                 host_key: host_key.clone(),
@@ -366,34 +436,72 @@ impl ImageBuilder {
                 netmask: network.netmask,
                 gateway: network.gateway,
                 dns: network.dns.clone(),
+                volumes: volumes.clone(),
             };
-            let overlay = setup.overlay(&rootfs, grub_dir())?;
+            let (overlay, user) = setup.overlay(&rootfs, grub_dir())?;
             let overlay_tar = work.path().join("overlay.tar");
             overlay.write_tar(&overlay_tar)?;
-            Ok(((overlay_tar, layout), None))
+            let ids = format!("user {} has uid {} and gid {}", setup.user, user.uid, user.gid);
+            let note = match (user.refused, setup.user_ids) {
+                (None, _) => format!("{ids}, as on the host"),
+                (Some(why), Some((host_uid, _))) if host_uid != user.uid => format!(
+                    "{ids}: the host's {why}; it writes into shared host folders only where others may (or with sudo)"
+                ),
+                (Some(why), _) => format!("{ids}: the host's {why}"),
+            };
+            Ok(((overlay_tar, layout), Some(note)))
         })?;
 
         let raw = work.path().join("disk.raw");
         let direct = (create.bootloader == Bootloader::Direct)
             .then(|| (work.path().join("vmlinuz"), work.path().join("initrd")));
-        timer.run(Stage::Filesystem, &self.cancel, || {
-            std::fs::File::create(&raw).map_err(Error::io("create", &raw))?;
-            let disk = disk::RawDisk {
-                rootfs: &tarball,
-                overlay: &overlay_tar,
-                work: work.path(),
-                raw: &raw,
-                size: self.config.image.size.bytes(),
-                uuid: &uuid,
-                direct: direct.as_ref().map(|(k, i)| (k.as_path(), i.as_path())),
-            };
-            disk::make_raw(&disk, layout, runner)?;
-            Ok(((), None))
-        })?;
+        if let (Some(plan), Some((builder, image))) = (&volumes, &builder) {
+            timer.run_observed(Stage::Volumes, &self.cancel, |observer| {
+                let job = BuilderJob {
+                    disks: vec![
+                        BuilderDisk::writable(&raw, serials::TARGET),
+                        BuilderDisk::read_only(&tarball, serials::ROOTFS),
+                        BuilderDisk::read_only(&overlay_tar, serials::OVERLAY),
+                    ],
+                    script: plan.script(),
+                    stdin: passphrase
+                        .as_ref()
+                        .map(|p| format!("{}\n", p.expose()).into_bytes())
+                        .unwrap_or_default(),
+                    timeout: VOLUMES_DEADLINE,
+                };
+                std::fs::File::create(&raw)
+                    .and_then(|file| file.set_len(self.config.image.size.bytes()))
+                    .map_err(Error::io("create", &raw))?;
+                self.run_builder(builder.as_ref(), image, &job, runner, observer)?;
+                Ok(((), None))
+            })?;
+        } else {
+            timer.run(Stage::Filesystem, &self.cancel, || {
+                std::fs::File::create(&raw).map_err(Error::io("create", &raw))?;
+                let disk = disk::RawDisk {
+                    rootfs: &tarball,
+                    overlay: &overlay_tar,
+                    work: work.path(),
+                    raw: &raw,
+                    size: self.config.image.size.bytes(),
+                    uuid: &uuid,
+                    direct: direct.as_ref().map(|(k, i)| (k.as_path(), i.as_path())),
+                };
+                disk::make_raw(&disk, layout, runner)?;
+                Ok(((), None))
+            })?;
+        }
 
         timer.run(Stage::Bootloader, &self.cancel, || {
             match create.bootloader {
-                Bootloader::Grub => disk::install_grub(&raw, work.path(), runner)?,
+                Bootloader::Grub => {
+                    let prefix = match volumes {
+                        Some(_) => crate::volumes::GRUB_PREFIX,
+                        None => disk::GRUB_PREFIX,
+                    };
+                    disk::install_grub(&raw, work.path(), prefix, runner)?
+                }
                 Bootloader::Direct => {
                     let cmdline = work.path().join("cmdline");
                     std::fs::write(&cmdline, format!("{}\n", kernel_cmdline(&uuid)))
@@ -441,6 +549,14 @@ impl ImageBuilder {
                 }
             }
             self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
+            match (&passphrase, create.passphrase) {
+                (Some(passphrase), PassphraseSource::File) => {
+                    passphrase.write(&self.paths.luks_passphrase_file())?
+                }
+                _ => {
+                    let _ = std::fs::remove_file(self.paths.luks_passphrase_file());
+                }
+            }
             match &password.random {
                 Some(plain) => keys::write_private(&self.paths.password_file(), plain.as_bytes())?,
                 None => {
@@ -468,6 +584,259 @@ impl ImageBuilder {
             log: self.paths.create_log(),
             stages: Vec::new(),
         })
+    }
+
+    /// The LUKS passphrase of an encrypted image: the one given, or a new
+    /// random one for `passphrase = "file"`.
+    fn luks_passphrase(&self) -> Result<Option<Passphrase>> {
+        let create = &self.config.create;
+        if create.encryption != Encryption::Luks {
+            return Ok(None);
+        }
+        match (&self.passphrase, create.passphrase) {
+            (Some(given), _) => Ok(Some(given.clone())),
+            (None, PassphraseSource::File) => Ok(Some(Passphrase::random())),
+            (None, PassphraseSource::Ask) => Err(Error::Unsupported(
+                "create.passphrase = \"ask\" but no passphrase was given: run kvmx-create on a terminal, or set passphrase = \"file\"".into(),
+            )),
+        }
+    }
+
+    /// The builder VM's image, from the cache or built now; its own build
+    /// shows as stages of "builder VM".
+    fn prepare_builder(
+        &self,
+        runner: &Runner,
+        timer: &mut Timer,
+    ) -> Result<(Arc<dyn BuilderVm>, BuilderImage)> {
+        let Some(builder) = self.builder.clone() else {
+            return Err(Error::Unsupported(
+                "LVM, LUKS and image-bootstrap images are made in a builder VM, and this program gave the image builder none: build it with kvmx-create or kvmx up".into(),
+            ));
+        };
+        // Not inside a stage of its own: a build of the builder's image
+        // shows its own stages.
+        let start = Instant::now();
+        let mut prefixed = Prefixed::new(timer.stages.observer(), "builder VM: ");
+        let (image, built) = BuilderImage::ensure(
+            &self.cache_dir,
+            &self.config.create.mirror,
+            &[],
+            &mut prefixed,
+            &self.cancel,
+        )?;
+        runner.note(&format!("# builder image {}", image.image));
+        if !built {
+            timer.stages.note("the builder VM's image is in the cache");
+        }
+        timer.times.push(StageTime {
+            stage: Stage::Builder,
+            seconds: (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        });
+        Ok((builder, image))
+    }
+
+    /// Runs `job` in the builder, its output into the create log and to
+    /// `observer`.
+    fn run_builder(
+        &self,
+        builder: &dyn BuilderVm,
+        image: &BuilderImage,
+        job: &BuilderJob,
+        runner: &Runner,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        runner.note("# builder script:");
+        runner.note(&job.script);
+        let mut output = |line: &str| {
+            runner.note(line);
+            observer.event(kvmx_core::observe::Event::GuestOutput {
+                vm: "builder",
+                stream: kvmx_core::observe::Stream::Stdout,
+                line,
+            });
+        };
+        builder
+            .run(image, job, &mut output, &self.cancel)
+            .map_err(|error| {
+                if error.cancelled {
+                    Error::Interrupted
+                } else {
+                    Error::Builder(error)
+                }
+            })
+    }
+
+    /// A whole disk written by image-bootstrap in the builder VM (which
+    /// partitions it and installs GRUB), then given what every kvmx guest
+    /// has by its hooks ([`crate::image_bootstrap`]).
+    fn build_with_image_bootstrap(
+        &self,
+        runner: &Runner,
+        timer: &mut Timer,
+    ) -> Result<BuildReport> {
+        let create = &self.config.create;
+        let image = timer.run(Stage::Check, &self.cancel, || {
+            let image = self.check_target()?;
+            let mut needs = vec![];
+            if self.config.image.format == ImageFormat::Qcow2 {
+                needs.push(Requirement::program("qemu-img", "qemu-utils"));
+            }
+            prerequisites::check(&needs).map_err(Error::Missing)?;
+            Ok((image, None))
+        })?;
+        let hostname = self.hostname();
+        let (client_public, host_key, extra) = timer.run(Stage::Keys, &self.cancel, || {
+            let client = keys::client_key(&self.paths, &self.name)?;
+            let host = keys::new_host_key(&hostname)?;
+            let extra = match &self.config.ssh.authorized_key {
+                Some(setting) => Some(keys::extra_authorized_key(setting)?),
+                None => None,
+            };
+            Ok(((client, host, extra), None))
+        })?;
+        let (builder, builder_image) = self.prepare_builder(runner, timer)?;
+        let work = self.work_dir(&image)?;
+        let raw = work.path().join("disk.raw");
+        timer.run_observed(Stage::Bootstrap, &self.cancel, |observer| {
+            let (uid, gid) = crate::accounts::host_ids_for_guest();
+            let plan = image_bootstrap::plan(&image_bootstrap::PlanInput {
+                distribution: create.distribution,
+                hostname: hostname.clone(),
+                user: self.config.vm.user.to_string(),
+                uid,
+                gid,
+                authorized_keys: std::iter::once(client_public.clone())
+                    .chain(extra.clone())
+                    .collect(),
+                host_key_private: host_key.private.clone(),
+                host_key_public: host_key.public.clone(),
+                mirror: Some(create.mirror.clone()),
+                suite: create.suite.clone(),
+                arch: create.arch.clone(),
+            });
+            let files = work.path().join("files.tar");
+            let mut tar = crate::overlay::Overlay::new();
+            for file in &plan.files {
+                let mut folder = String::new();
+                for part in file
+                    .path
+                    .split('/')
+                    .rev()
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    folder = if folder.is_empty() {
+                        part.to_owned()
+                    } else {
+                        format!("{folder}/{part}")
+                    };
+                    if tar.get(&folder).is_none() {
+                        tar.dir(&folder, 0o755, 0, 0);
+                    }
+                }
+                tar.file(&file.path, file.mode, file.contents.as_bytes());
+            }
+            tar.write_tar(&files)?;
+            std::fs::File::create(&raw)
+                .and_then(|file| file.set_len(self.config.image.size.bytes()))
+                .map_err(Error::io("create", &raw))?;
+            let job = BuilderJob {
+                disks: vec![
+                    BuilderDisk::writable(&raw, serials::TARGET),
+                    BuilderDisk::read_only(&files, serials::OVERLAY),
+                ],
+                script: format!(
+                    "set -eu\n\
+                     work=$(mktemp -d)\n\
+                     trap 'rm -rf \"$work\"' EXIT\n\
+                     tar -C \"$work\" -xf /dev/disk/by-id/virtio-{}\n\
+                     cd \"$work\"\n\
+                     sh -c {} image-bootstrap \"$work\" /dev/disk/by-id/virtio-{}\n",
+                    serials::OVERLAY,
+                    kvmx_core::process::shell_quote(&plan.script),
+                    serials::TARGET
+                ),
+                // image-bootstrap wants a root password: a random one,
+                // known to nobody, keeps root's login shut.
+                stdin: format!("{}\n", Passphrase::random().expose()).into_bytes(),
+                timeout: VOLUMES_DEADLINE,
+            };
+            self.run_builder(builder.as_ref(), &builder_image, &job, runner, observer)?;
+            let note = format!("{:?} by image-bootstrap", create.distribution).to_lowercase();
+            Ok(((), Some(note)))
+        })?;
+        let finished = self.convert_raw(&raw, &image, timer)?;
+        timer.run(Stage::Finish, &self.cancel, || {
+            match finished {
+                Some(temp) => temp.keep(&image)?,
+                None => std::fs::rename(&raw, &image)
+                    .map_err(Error::io("rename the image to", &image))?,
+            }
+            self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
+            for stale in [
+                self.paths.password_file(),
+                self.paths.luks_passphrase_file(),
+            ] {
+                let _ = std::fs::remove_file(stale);
+            }
+            Ok(((), None))
+        })?;
+        drop(work);
+        Ok(BuildReport {
+            vm: self.name.to_string(),
+            direct_boot: None,
+            image,
+            format: self.config.image.format,
+            bootloader: Bootloader::Grub,
+            cache: CacheUse::NotNeeded,
+            cache_key: None,
+            base: None,
+            backing: false,
+            ssh_keys: keys::identities(&self.paths, None),
+            known_hosts: self.paths.known_hosts(),
+            host_key_alias: keys::host_key_alias(&self.name),
+            password_file: None,
+            log: self.paths.create_log(),
+            stages: Vec::new(),
+        })
+    }
+
+    /// The image converted to qcow2 beside `image` under a temporary
+    /// name, when that is its format; `None` when the raw disk is it.
+    fn convert_raw(
+        &self,
+        raw: &Utf8Path,
+        image: &Utf8Path,
+        timer: &mut Timer,
+    ) -> Result<Option<TempFile>> {
+        if self.config.image.format != ImageFormat::Qcow2 {
+            return Ok(None);
+        }
+        timer.run(Stage::Convert, &self.cancel, || {
+            let name = image.file_name().unwrap_or("image");
+            let parent = image.parent().unwrap_or(Utf8Path::new("."));
+            let temp = TempFile::new_in(parent, name)?;
+            let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
+            disk::convert(
+                raw,
+                temp.path(),
+                ImageFormat::Qcow2,
+                self.config.create.compression,
+                &runner,
+            )?;
+            Ok((Some(temp), None))
+        })
+    }
+
+    fn hostname(&self) -> String {
+        self.config
+            .vm
+            .hostname
+            .as_ref()
+            .map_or_else(|| self.name.to_string(), ToString::to_string)
     }
 
     fn write_trust(&self, known_hosts: &str) -> Result<()> {
@@ -550,6 +919,10 @@ impl ImageBuilder {
         })
     }
 }
+
+/// How long the builder may take to make the volumes (the initramfs is
+/// rebuilt there, which takes minutes under emulation).
+const VOLUMES_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 fn rename(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
     std::fs::rename(from, to).map_err(Error::io("move into place", to))

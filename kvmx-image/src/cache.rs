@@ -65,6 +65,35 @@ pub fn key(spec: &BootstrapSpec) -> String {
     hex::encode(&digest[..16])
 }
 
+/// Waits for the lock of `key` in the cache folder `dir`, checking for a
+/// cancel while waiting.
+pub(crate) fn lock_key(
+    dir: &Utf8Path,
+    key: &str,
+    runner: &Runner,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join(format!("{key}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io("open", &path))?;
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = back;
+                kvmx_core::process::check_cancel(runner.cancel_flag())?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err((_, errno)) => {
+                return Err(Error::io("lock", path)(errno.into()));
+            }
+        }
+    }
+}
+
 impl BootstrapCache {
     /// The cache in `cache_dir` (kvmx's cache folder).
     pub fn new(cache_dir: &Utf8Path) -> Self {
@@ -88,7 +117,7 @@ impl BootstrapCache {
         let key = key(spec);
         let entry_dir = self.dir.join(&key);
         std::fs::create_dir_all(&self.dir).map_err(Error::io("create", &self.dir))?;
-        let _lock = self.lock(&key, runner)?;
+        let _lock = lock_key(&self.dir, &key, runner)?;
         if entry_dir.join(ENTRY).is_file() {
             runner.note(&format!("# bootstrap cache hit: {entry_dir}"));
             return Ok((entry_dir.join(TARBALL), CacheUse::Hit));
@@ -119,30 +148,6 @@ impl BootstrapCache {
         std::fs::write(&entry_file, text).map_err(Error::io("write", &entry_file))?;
         std::fs::rename(work.path(), &entry_dir).map_err(Error::io("store", &entry_dir))?;
         Ok((entry_dir.join(TARBALL), CacheUse::Miss))
-    }
-
-    /// Waits for the key's lock, checking for a cancel while waiting.
-    fn lock(&self, key: &str, runner: &Runner) -> Result<nix::fcntl::Flock<std::fs::File>> {
-        let path = self.dir.join(format!("{key}.lock"));
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
-        loop {
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(lock),
-                Err((back, nix::errno::Errno::EWOULDBLOCK)) => {
-                    file = back;
-                    kvmx_core::process::check_cancel(runner.cancel_flag())?;
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err((_, errno)) => {
-                    return Err(Error::io("lock", path)(errno.into()));
-                }
-            }
-        }
     }
 
     /// The cached trees, oldest first.

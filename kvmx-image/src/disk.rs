@@ -134,12 +134,16 @@ pub fn make_raw(disk: &RawDisk, layout: PartitionLayout, runner: &Runner) -> Res
     Ok(())
 }
 
-/// Makes `core.img` with `grub-mkimage` and writes GRUB into the disk.
-pub fn install_grub(raw: &Utf8Path, work: &Utf8Path, runner: &Runner) -> Result<()> {
+/// GRUB's prefix on a one-partition disk: `/boot/grub` of the root.
+pub const GRUB_PREFIX: &str = "(hd0,msdos1)/boot/grub";
+
+/// Makes `core.img` with `grub-mkimage` for GRUB's folder `prefix` and
+/// writes GRUB into the disk.
+pub fn install_grub(raw: &Utf8Path, work: &Utf8Path, prefix: &str, runner: &Runner) -> Result<()> {
     let core_path = work.join("core.img");
     runner.run(
         &Tool::new("grub-mkimage", "make GRUB's core image")
-            .args(["-O", "i386-pc", "-p", "(hd0,msdos1)/boot/grub", "-d"])
+            .args(["-O", "i386-pc", "-p", prefix, "-d"])
             .arg(grub_dir())
             .arg("-o")
             .arg(&core_path)

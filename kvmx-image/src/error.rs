@@ -65,6 +65,9 @@ pub enum Error {
     /// `Io` error names the action and the file).
     #[error(transparent)]
     Core(#[from] kvmx_core::Error),
+    /// A job in the builder VM failed.
+    #[error("the builder VM failed: {0}")]
+    Builder(#[from] crate::builder::BuilderError),
     /// A key could not be made or read.
     #[error("cannot make or read the SSH key {path}")]
     Key {
@@ -108,6 +111,7 @@ impl Error {
             | Error::Grub(_)
             | Error::PasswordHash(_)
             | Error::Base { .. }
+            | Error::Builder(_)
             | Error::Key { .. } => ErrorKind::Failure,
         }
     }
@@ -124,6 +128,9 @@ impl Error {
                 .log
                 .as_ref()
                 .map(|log| format!("the full output is in {log}")),
+            Error::Builder(_) => {
+                Some("the builder's whole output is in the VM's create.log".into())
+            }
             Error::User { .. } => Some("set vm.user in kvmx.toml to another name".into()),
             Error::NotASystem { .. } => Some(
                 "the bootstrap may have failed quietly: clear the cache with `kvmx-create cache clear` and build again".into(),

@@ -9,10 +9,12 @@ use camino::Utf8Path;
 use kvmx_core::config::values::Dns;
 use kvmx_core::config::{Bootloader, NetworkMode};
 
-use crate::accounts::{Accounts, NewUser};
+use crate::accounts::{Accounts, AddedUser, NewUser};
+use crate::boot_tuning;
 use crate::keys::HostKey;
 use crate::overlay::Overlay;
 use crate::rootfs::Rootfs;
+use crate::volumes::VolumePlan;
 use crate::{Error, Result};
 
 /// Everything that is particular to one VM's guest.
@@ -24,6 +26,9 @@ pub struct GuestSetup {
     pub domain: Option<String>,
     /// The first user.
     pub user: String,
+    /// The uid and gid to give it when the guest can: the host user's, so
+    /// that it may write into the host user's shared folders.
+    pub user_ids: Option<(u32, u32)>,
     /// Its password hash (`None`: locked).
     pub password_hash: Option<String>,
     /// Public keys authorized for the user.
@@ -46,26 +51,51 @@ pub struct GuestSetup {
     pub gateway: Option<Ipv4Addr>,
     /// Name servers.
     pub dns: Option<Dns>,
+    /// LVM or LUKS volumes (made in the builder VM), or one root partition.
+    pub volumes: Option<VolumePlan>,
 }
 
 /// The kernel command line: root by UUID, console on the serial port.
 pub fn kernel_cmdline(root_uuid: &str) -> String {
-    format!("root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8")
+    format!("root=UUID={root_uuid} ro {CONSOLE_CMDLINE}")
 }
 
+/// GRUB's config: one entry, no menu wait, GRUB's terminal on the serial
+/// port too; the kernel and initrd are the links at the top of the file
+/// system `uuid`.
+pub fn grub_cfg(uuid: &str, cmdline: &str) -> String {
+    format!(
+        "serial --unit=0 --speed=115200\n\
+         terminal_input serial console\n\
+         terminal_output serial console\n\
+         set timeout=0\n\
+         set default=0\n\
+         menuentry 'Debian GNU/Linux (kvmx)' {{\n\
+         \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
+         \tlinux /vmlinuz {cmdline}\n\
+         \tinitrd /initrd.img\n\
+         }}\n"
+    )
+}
+
+/// The consoles: the serial port last, so that it is `/dev/console`, where
+/// the initramfs asks for a LUKS passphrase.
+pub const CONSOLE_CMDLINE: &str = "console=tty0 console=ttyS0,115200n8";
+
 impl GuestSetup {
-    /// The files to add to `rootfs`. `grub_dir` holds GRUB's modules,
-    /// copied for `bootloader = "grub"`.
-    pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<Overlay> {
+    /// The files to add to `rootfs`, and the ids the user got. `grub_dir`
+    /// holds GRUB's modules, copied for `bootloader = "grub"`.
+    pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<(Overlay, AddedUser)> {
         let mut overlay = Overlay::new();
         self.identity(&mut overlay);
         self.network(&mut overlay)?;
-        self.user(&mut overlay, rootfs)?;
+        let user = self.user(&mut overlay, rootfs)?;
         self.sshd(&mut overlay);
+        Self::boot_units(&mut overlay);
         if self.bootloader == Bootloader::Grub {
             self.grub(&mut overlay, grub_dir)?;
         }
-        Ok(overlay)
+        Ok((overlay, user))
     }
 
     fn identity(&self, overlay: &mut Overlay) {
@@ -89,10 +119,32 @@ impl GuestSetup {
         } else {
             "errors=remount-ro"
         };
+        let fstab = match &self.volumes {
+            Some(plan) => plan.fstab(self.discard),
+            None => format!("UUID={}\t/\text4\t{options}\t0\t1\n", self.root_uuid),
+        };
+        overlay.file("etc/fstab", 0o644, fstab);
+        if let Some(plan) = &self.volumes {
+            Self::volumes(plan, overlay);
+        }
+    }
+
+    /// What a guest on LVM or LUKS needs beyond fstab: crypttab, the
+    /// device-mapper modules in its initramfs, and the kernel's links on
+    /// `/boot`, where GRUB looks.
+    fn volumes(plan: &VolumePlan, overlay: &mut Overlay) {
+        if let Some(crypttab) = plan.crypttab() {
+            overlay.file("etc/crypttab", 0o600, crypttab);
+        }
         overlay.file(
-            "etc/fstab",
+            "etc/initramfs-tools/modules",
             0o644,
-            format!("UUID={}\t/\text4\t{options}\t0\t1\n", self.root_uuid),
+            "# Root on device-mapper (kvmx: LVM or LUKS).\ndm_mod\ndm_crypt\n",
+        );
+        overlay.file(
+            "etc/kernel-img.conf",
+            0o644,
+            "# GRUB reads only /boot: keep the kernel links there.\ndo_symlinks = yes\nlink_in_boot = yes\n",
         );
     }
 
@@ -130,7 +182,7 @@ impl GuestSetup {
         Ok(())
     }
 
-    fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<()> {
+    fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<AddedUser> {
         let mut accounts = Accounts {
             passwd: rootfs.passwd.clone(),
             group: rootfs.group.clone(),
@@ -141,15 +193,17 @@ impl GuestSetup {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() / 86400);
         let name = &self.user;
-        let id = accounts
+        let added = accounts
             .add_user(&NewUser {
                 name,
                 password_hash: self.password_hash.as_deref(),
                 today,
                 groups: &["sudo"],
                 shell: "/bin/bash",
+                wanted_ids: self.user_ids,
             })
             .map_err(|problem| Error::User { problem })?;
+        let (uid, gid) = (added.uid, added.gid);
         // `shadow` group for the two secret files, as Debian has them.
         let shadow_gid = group_id(&accounts.group, "shadow").unwrap_or(0);
         overlay
@@ -163,13 +217,13 @@ impl GuestSetup {
                 format!("{name} ALL=(ALL) NOPASSWD:ALL\n"),
             );
         let home = format!("home/{name}");
-        overlay.dir(&home, 0o700, id, id);
+        overlay.dir(&home, 0o700, uid, gid);
         for skel in &rootfs.skel {
             let path = format!("{home}/{}", skel.name);
             if skel.is_dir {
-                overlay.dir(&path, skel.mode, id, id);
+                overlay.dir(&path, skel.mode, uid, gid);
             } else {
-                overlay.owned_file(&path, skel.mode, id, id, skel.contents.clone());
+                overlay.owned_file(&path, skel.mode, uid, gid, skel.contents.clone());
             }
         }
         // The user's systemd instance runs from boot instead of starting at
@@ -182,9 +236,15 @@ impl GuestSetup {
         let mut keys = self.authorized_keys.join("\n");
         keys.push('\n');
         overlay
-            .dir(&format!("{home}/.ssh"), 0o700, id, id)
-            .owned_file(&format!("{home}/.ssh/authorized_keys"), 0o600, id, id, keys);
-        Ok(())
+            .dir(&format!("{home}/.ssh"), 0o700, uid, gid)
+            .owned_file(
+                &format!("{home}/.ssh/authorized_keys"),
+                0o600,
+                uid,
+                gid,
+                keys,
+            );
+        Ok(added)
     }
 
     fn sshd(&self, overlay: &mut Overlay) {
@@ -209,26 +269,32 @@ impl GuestSetup {
             );
     }
 
+    /// The units a headless VM does without, and sshd's start trimmed
+    /// ([`boot_tuning`]).
+    fn boot_units(overlay: &mut Overlay) {
+        for unit in boot_tuning::MASKED_UNITS {
+            overlay.symlink(&format!("etc/systemd/system/{unit}"), "/dev/null");
+        }
+        overlay.dir("etc/systemd/system/ssh.service.d", 0o755, 0, 0);
+        overlay.file(
+            "etc/systemd/system/ssh.service.d/kvmx-boot.conf",
+            0o644,
+            boot_tuning::SSH_DROP_IN,
+        );
+    }
+
     fn grub(&self, overlay: &mut Overlay, grub_dir: &Utf8Path) -> Result<()> {
         let uuid = &self.root_uuid;
         overlay.dir("boot/grub", 0o755, 0, 0);
-        overlay.file(
-            "boot/grub/grub.cfg",
-            0o644,
-            format!(
-                "serial --unit=0 --speed=115200\n\
-                 terminal_input serial console\n\
-                 terminal_output serial console\n\
-                 set timeout=1\n\
-                 set default=0\n\
-                 menuentry 'Debian GNU/Linux (kvmx)' {{\n\
-                 \tsearch --no-floppy --fs-uuid --set=root {uuid}\n\
-                 \tlinux /vmlinuz {}\n\
-                 \tinitrd /initrd.img\n\
-                 }}\n",
-                kernel_cmdline(uuid)
-            ),
-        );
+        // No menu wait: there is one entry and nobody at the console. The
+        // guest has no GRUB package, so no update-grub rewrites this file;
+        // it boots the `/vmlinuz` and `/initrd.img` links that kernel
+        // updates move.
+        let config = match &self.volumes {
+            Some(plan) => plan.grub_cfg(),
+            None => grub_cfg(uuid, &kernel_cmdline(uuid)),
+        };
+        overlay.file("boot/grub/grub.cfg", 0o644, config);
         // Modules for GRUB's prefix folder: from the same GRUB build as the
         // core.img written to the disk.
         overlay.dir("boot/grub/i386-pc", 0o755, 0, 0);
@@ -269,6 +335,7 @@ mod tests {
             hostname: "web".into(),
             domain: Some("example.org".into()),
             user: "dev".into(),
+            user_ids: None,
             password_hash: Some("$6$s$h".into()),
             authorized_keys: vec!["ssh-ed25519 AAAA one".into(), "ssh-ed25519 AAAA two".into()],
             host_key: HostKey {
@@ -283,6 +350,7 @@ mod tests {
             netmask: None,
             gateway: None,
             dns: None,
+            volumes: None,
         }
     }
 
@@ -312,7 +380,7 @@ mod tests {
 
     #[test]
     fn identity_and_fstab() {
-        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         assert_eq!(text(&overlay, "etc/hostname"), "web\n");
         assert!(text(&overlay, "etc/hosts").contains("127.0.1.1\tweb.example.org\tweb\n"));
         assert_eq!(
@@ -324,8 +392,43 @@ mod tests {
     }
 
     #[test]
+    fn units_a_headless_vm_does_without_are_masked() {
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
+        match &overlay
+            .get("etc/systemd/system/apt-daily.timer")
+            .unwrap()
+            .content
+        {
+            Content::Symlink(target) => assert_eq!(target, "/dev/null"),
+            other => panic!("apt-daily.timer is {other:?}"),
+        }
+        assert_eq!(
+            text(&overlay, "etc/systemd/system/ssh.service.d/kvmx-boot.conf"),
+            "[Service]\nExecStartPre=\n"
+        );
+    }
+
+    #[test]
+    fn the_user_has_the_host_users_ids_and_owns_its_home_with_them() {
+        let mut setup = setup();
+        setup.user_ids = Some((1001, 1001));
+        let (overlay, added) = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        assert_eq!((added.uid, added.gid, added.refused), (1001, 1001, None));
+        assert!(text(&overlay, "etc/passwd").contains("dev:x:1001:1001::/home/dev:/bin/bash"));
+        assert!(text(&overlay, "etc/group").contains("dev:x:1001:"));
+        for path in [
+            "home/dev",
+            "home/dev/.bashrc",
+            "home/dev/.ssh/authorized_keys",
+        ] {
+            let entry = overlay.get(path).unwrap();
+            assert_eq!((entry.uid, entry.gid), (1001, 1001), "{path}");
+        }
+    }
+
+    #[test]
     fn user_with_sudo_keys_and_home() {
-        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup().overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         assert!(text(&overlay, "etc/passwd").contains("dev:x:1000:1000::/home/dev:/bin/bash"));
         let shadow = overlay.get("etc/shadow").unwrap();
         assert_eq!((shadow.mode, shadow.gid), (0o640, 42));
@@ -352,7 +455,7 @@ mod tests {
         setup.netmask = Some("255.255.0.0".parse().unwrap());
         setup.gateway = Some("10.0.0.1".parse().unwrap());
         setup.dns = Some("1.1.1.1,9.9.9.9".parse().unwrap());
-        let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap();
+        let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         let network = text(&overlay, "etc/systemd/network/80-kvmx.network");
         assert!(
             network.contains("Address=10.0.0.5/16\nGateway=10.0.0.1\n"),
@@ -371,10 +474,11 @@ mod tests {
         let grub = tempfile::tempdir().unwrap();
         std::fs::write(grub.path().join("normal.mod"), "mod").unwrap();
         let grub_dir = Utf8Path::from_path(grub.path()).unwrap();
-        let overlay = setup.overlay(&rootfs(), grub_dir).unwrap();
+        let overlay = setup.overlay(&rootfs(), grub_dir).unwrap().0;
         let cfg = text(&overlay, "boot/grub/grub.cfg");
         assert!(cfg.contains("search --no-floppy --fs-uuid --set=root 11111111-"));
         assert!(cfg.contains("console=ttyS0,115200n8"));
+        assert!(cfg.contains("set timeout=0\n"));
         assert!(overlay.get("boot/grub/i386-pc/normal.mod").is_some());
     }
 }

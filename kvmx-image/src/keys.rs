@@ -126,6 +126,22 @@ pub fn known_hosts(vm: &VmName, host_public: &str) -> String {
     format!("{} {kind} {key}\n", host_key_alias(vm))
 }
 
+/// The known_hosts text of the VM whose folders are `paths`, with the
+/// alias of `vm` (an image made from it, or a run of it under another
+/// name).
+pub fn known_hosts_as(paths: &VmPaths, vm: &VmName) -> Result<String> {
+    let path = paths.known_hosts();
+    let text = std::fs::read_to_string(&path).map_err(Error::io("read", &path))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let (_alias, kind, key) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(format!("{} {kind} {key}\n", host_key_alias(vm)))
+        })
+        .collect())
+}
+
 /// The client keys that reach a VM, in the order to try them: its own,
 /// then its base's (an image made from a base VM trusts the base's key).
 pub fn identities(own: &VmPaths, base: Option<&VmPaths>) -> Vec<Utf8PathBuf> {

@@ -11,7 +11,7 @@
 use camino::Utf8PathBuf;
 use kvmx_core::atomic_file::{self, Overwrite};
 use kvmx_core::config::values::{ByteSize, GuestPath, VmName};
-use kvmx_core::config::{Config, DisplayKind, NetworkMode, Share, ShareKind, TemplateRoot};
+use kvmx_core::config::{Config, DisplayKind, NetworkMode, Share, TemplateRoot};
 use kvmx_core::{Layout, Registry};
 use serde::{Deserialize, Serialize};
 
@@ -351,7 +351,9 @@ fn disposable_config(
                 .expect("shareN is a valid share id"),
             host: host.clone(),
             guest: guest.clone(),
-            kind: ShareKind::NineP,
+            // This host's default kind (virtiofs where virtiofsd is):
+            // a disposable with shares boots cold, never from a warm state.
+            kind: None,
             read_only: false,
             msize: None,
             cache: None,

@@ -9,6 +9,7 @@
 //! report through an [`Observer`].
 
 pub mod agent;
+pub mod builder;
 pub mod clean;
 mod clock;
 mod daemon;
@@ -29,6 +30,7 @@ mod sshfs;
 pub mod state;
 pub mod supervise;
 mod template;
+pub mod unlock;
 pub mod virtiofs;
 mod vm;
 pub mod warm;

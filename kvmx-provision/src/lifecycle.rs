@@ -16,6 +16,7 @@ use crate::guest::OutputSink;
 use crate::state;
 use crate::vm::{Patience, State, StopStep, UpReport};
 use crate::{Error, Vm};
+use kvmx_image::volumes::Passphrase;
 
 /// What `up` does when the VM has no image yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +78,13 @@ impl UpOptions {
     /// A flag that stops the build or the wait when set.
     pub fn cancel(mut self, cancel: CancelFlag) -> Self {
         self.patience.cancel = cancel;
+        self
+    }
+
+    /// The LUKS passphrase of an encrypted image whose config says
+    /// `passphrase = "ask"` (one kept in a file is read from it).
+    pub fn passphrase(mut self, passphrase: Option<Passphrase>) -> Self {
+        self.patience.passphrase = passphrase;
         self
     }
 }
@@ -227,9 +235,14 @@ impl Vm {
             return Err(Error::NoImage { path: image });
         }
         stages.note(&format!("{} has no image yet; building it", self.name));
-        kvmx_image::ImageBuilder::for_vm(&self.layout, self.name.clone(), self.config.clone())?
-            .cancel(options.patience.cancel.clone())
-            .build(stages.observer())?;
+        crate::builder::image_builder(
+            &self.layout,
+            self.name.clone(),
+            self.config.clone(),
+            options.patience.passphrase.clone(),
+        )?
+        .cancel(options.patience.cancel.clone())
+        .build(stages.observer())?;
         Ok(true)
     }
 

@@ -68,7 +68,7 @@ impl Vm {
                 id: share.id.to_string(),
                 host: share.host.clone(),
                 guest: share.guest.to_string(),
-                kind: kvmx_core::config::spelling(&share.kind),
+                kind: kvmx_core::config::spelling(&share.kind()),
                 when: "at start".into(),
                 read_only: share.read_only,
             })
@@ -113,13 +113,15 @@ impl Vm {
             "driver": "vhost-user-fs-pci",
             "id": format!("dev-{id}"),
             "chardev": format!("vfs-{id}"),
-            "tag": id
+            "tag": id,
+            "queue-size": crate::virtiofs::QUEUE_SIZE
         })))?;
         let target = self.ssh_target()?;
         let quoted = quote(guest);
         // The guest sees the new PCI device a moment after QEMU adds it.
         let mount = format!(
-            "sudo mkdir -p {quoted} && for i in $(seq 50); do sudo mount -t virtiofs {id} {quoted} 2>/dev/null && exit 0; sleep 0.2; done; sudo mount -t virtiofs {id} {quoted}"
+            "sudo mkdir -p {quoted} && {{ for i in $(seq 50); do sudo mount -t virtiofs {id} {quoted} 2>/dev/null && break; sleep 0.2; done; mountpoint -q {quoted} || sudo mount -t virtiofs {id} {quoted}; }} && {}",
+            crate::virtiofs::read_ahead_command(&quoted)
         );
         let status = target.run(&mount, &mut Discard)?;
         if !status.success() {

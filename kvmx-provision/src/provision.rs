@@ -5,7 +5,7 @@ use std::process::ExitStatus;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kvmx_core::atomic_file::{self, Overwrite};
-use kvmx_core::config::{Share, ShareKind, SyncFolder};
+use kvmx_core::config::{P9Cache, Share, ShareKind, SyncFolder};
 use serde::{Deserialize, Serialize};
 
 use crate::guest::{Guest, OutputSink, quote};
@@ -99,7 +99,7 @@ impl Vm {
         let guest = self.guest()?;
         for share in &self.config.shares {
             // The NFS server's secret goes on stdin, not on a command line.
-            let nfs = match share.kind {
+            let nfs = match share.kind() {
                 ShareKind::Nfs => Some(
                     crate::nfs::server(&self.files.paths.runtime, share.id.as_str()).ok_or_else(
                         || Error::Share {
@@ -110,7 +110,7 @@ impl Vm {
                 ),
                 _ => None,
             };
-            let (fstype, mut options) = match (share.kind, &nfs) {
+            let (fstype, mut options) = match (share.kind(), &nfs) {
                 (ShareKind::Virtiofs, _) => ("virtiofs", String::new()),
                 (ShareKind::NineP, _) => ("9p", nine_p_options(share)),
                 (ShareKind::Smb, _) => ("cifs", "guest,vers=3.0,uid=$(id -u),gid=$(id -g)".into()),
@@ -128,14 +128,20 @@ impl Vm {
             make_mount_point(guest.target(), share)?;
             let mount_point = quote(share.guest.as_path().as_str());
             // QEMU's SMB server is at 10.0.2.4 and names its share "qemu".
-            let source = match share.kind {
+            let source = match share.kind() {
                 ShareKind::Smb => "//10.0.2.4/qemu".to_owned(),
                 ShareKind::Nfs => "\"$(head -n1)\"".to_owned(),
                 _ => share.id.to_string(),
             };
-            let mount = format!(
+            let mut mount = format!(
                 "mountpoint -q {mount_point} || sudo mount -t {fstype}{options} {source} {mount_point}"
             );
+            if share.kind() == ShareKind::Virtiofs {
+                mount = format!(
+                    "{{ {mount}; }} && {}",
+                    crate::virtiofs::read_ahead_command(&mount_point)
+                );
+            }
             let input = nfs.map(|server| format!("{}\n", server.source()));
             check(
                 format!("mounting share {} at {}", share.id, share.guest),
@@ -201,17 +207,22 @@ pub(crate) fn make_mount_point(target: &SshTarget, share: &Share) -> Result<(), 
     }
 }
 
+/// 9p's largest message when the share sets none: 128 KiB, the kernel's
+/// default and Lima's. 512 KiB reads a large file faster but walks many
+/// small files about twice as slowly under TCG (`bench/shares.sh`).
+pub const NINE_P_MSIZE: u32 = 128 * 1024;
+
+/// 9p's cache mode when the share sets none: `mmap` (Lima's choice for
+/// writable mounts) caches nothing but mapped pages, so the guest sees a
+/// change the host makes at once, as with `none`, and programs that map
+/// files writable (databases, compilers) work, which `none` refuses.
+pub const NINE_P_CACHE: P9Cache = P9Cache::Mmap;
+
 /// The mount options of a 9p share.
 fn nine_p_options(share: &Share) -> String {
-    let mut options = String::from("trans=virtio,version=9p2000.L");
-    if let Some(msize) = share.msize {
-        options.push_str(&format!(",msize={msize}"));
-    }
-    if let Some(cache) = share.cache {
-        let cache = kvmx_core::config::spelling(&cache);
-        options.push_str(&format!(",cache={cache}"));
-    }
-    options
+    let msize = share.msize.unwrap_or(NINE_P_MSIZE);
+    let cache = kvmx_core::config::spelling(&share.cache.unwrap_or(NINE_P_CACHE));
+    format!("trans=virtio,version=9p2000.L,msize={msize},cache={cache}")
 }
 
 fn sync(

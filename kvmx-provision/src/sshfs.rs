@@ -24,7 +24,7 @@ const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
 impl Vm {
     fn shares_of(&self, kind: ShareKind) -> impl Iterator<Item = &Share> {
-        self.config.shares.iter().filter(move |s| s.kind == kind)
+        self.config.shares.iter().filter(move |s| s.kind() == kind)
     }
 
     /// Mounts the `sshfs` and `reverse-sshfs` shares of a running VM.

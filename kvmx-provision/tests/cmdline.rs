@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::config::{self, Config};
 use kvmx_core::layout::Layout;
 use kvmx_core::legacy::{self, shell::CommandRunner};
-use kvmx_provision::qemu::{Accel, KernelBoot, Launch, qemu_args};
+use kvmx_provision::qemu::{Accel, ExtraDisk, KernelBoot, Launch, qemu_args};
 
 const PROJECT: &str = "/projects/example";
 
@@ -36,6 +36,7 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         memory_file: None,
         incoming: false,
         private_disk: None,
+        extra_disks: Vec::new(),
         clock_pipe: None,
     }
 }
@@ -117,8 +118,8 @@ fn no_network() {
 #[test]
 fn shares_by_9p_and_virtiofs() {
     let config = toml(
-        "[[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv/code\"\n\n\
-         [[shares]]\nid = \"docs\"\nhost = \"/usr/share/doc\"\nguest = \"/srv/doc\"\nread_only = true\n\n\
+        "[[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv/code\"\nkind = \"9p\"\n\n\
+         [[shares]]\nid = \"docs\"\nhost = \"/usr/share/doc\"\nguest = \"/srv/doc\"\nkind = \"9p\"\nread_only = true\n\n\
          [[shares]]\nid = \"back\"\nhost = \"mnt\"\nguest = \"/home/user\"\nkind = \"sshfs\"\n\n\
          [[shares]]\nid = \"fast\"\nhost = \"data\"\nguest = \"/srv/data\"\nkind = \"virtiofs\"\n",
     );
@@ -134,6 +135,24 @@ fn restricted_network_and_a_private_disk() {
         "kvmx-private".into(),
     ));
     insta::assert_snapshot!(render(&config, &launch));
+}
+
+#[test]
+fn a_builder_with_its_target_and_inputs() {
+    let mut launch = launch(Accel::Tcg, Some(2222));
+    launch.extra_disks = vec![
+        ExtraDisk {
+            path: "/kvmx/work/disk.raw".into(),
+            serial: "kvmx-target".into(),
+            read_only: false,
+        },
+        ExtraDisk {
+            path: "/kvmx/cache/rootfs.tar".into(),
+            serial: "kvmx-rootfs".into(),
+            read_only: true,
+        },
+    ];
+    insta::assert_snapshot!(render(&toml(""), &launch));
 }
 
 #[test]

@@ -310,13 +310,13 @@ impl Attempt<'_> {
     /// Exports the verified commit into `<job>/checkout`, replacing the
     /// last one only once the new one is complete.
     fn export(&self, verified: &Verified) -> Result<Utf8PathBuf, Error> {
-        let checkout = self.paths.root.join("checkout");
-        let fresh = self.paths.root.join("checkout.new");
+        let checkout = &self.paths.checkout;
+        let fresh = checkout.with_extension("new");
         remove_dir_if_present(&fresh)?;
         source::export(self.layout, self.job, &verified.commit, &fresh)?;
-        remove_dir_if_present(&checkout)?;
-        std::fs::rename(&fresh, &checkout).map_err(Error::io(&checkout))?;
-        Ok(checkout)
+        remove_dir_if_present(checkout)?;
+        std::fs::rename(&fresh, checkout).map_err(Error::io(checkout))?;
+        Ok(checkout.clone())
     }
 
     /// What is left of the job's time.

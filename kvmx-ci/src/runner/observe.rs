@@ -124,17 +124,7 @@ impl<'r, 'o> RunObserver<'r, 'o> {
 
 impl Observer for RunObserver<'_, '_> {
     fn event(&mut self, event: Event<'_>) {
-        let text = match &event {
-            Event::StageStarted { stage } => stage.to_string(),
-            Event::StageFinished { stage, elapsed, .. } => {
-                format!("{stage}: done in {:.1} s", elapsed.as_secs_f64())
-            }
-            Event::Note { text } => format!("note: {text}"),
-            Event::Warning { text } => format!("warning: {text}"),
-            Event::GuestOutput { vm, line, .. } => format!("{vm}: {line}"),
-            _ => format!("{event:?}"),
-        };
-        self.run.note(&text);
+        self.run.event(event.clone());
         self.outer.event(event);
     }
 }

@@ -154,7 +154,7 @@ pub(super) fn cleanup_interrupted(
     if run.vm.is_none() || job.vm.template.is_some() {
         return;
     }
-    let checkout = JobPaths::new(layout, &job.name).root.join("checkout");
+    let checkout = JobPaths::new(layout, &job.name).checkout;
     let Ok(vm) = kept_vm(layout, job, &checkout) else {
         return;
     };

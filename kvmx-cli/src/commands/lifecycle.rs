@@ -31,6 +31,7 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
     let options = UpOptions::new()
         .image(image)
         .up_to(up_to)
+        .passphrase(crate::passphrase::for_start(vm.config())?)
         .cancel(CancelFlag::on_signals()?);
     let outcome = vm.up_with(&options, &mut output.stages())?;
     let report = &outcome.start;

@@ -265,7 +265,7 @@ fn provisioning_hooks_scripts_and_shares_in_a_debian_guest() {
     let project = debian_vm(
         &sandbox,
         "work",
-        "\n[[shares]]\nid = \"code\"\nhost = \"src\"\nguest = \"/srv/code\"\n\n\
+        "\n[[shares]]\nid = \"code\"\nhost = \"src\"\nguest = \"/srv/code\"\nkind = \"9p\"\n\n\
          [provision]\nrsync = [{ host = \"puppet/\", guest = \"/etc/puppet/\" }]\n\
          command = \"cat /etc/puppet/role && echo provisioned | sudo tee -a /srv/code/provision.log >/dev/null\"\nalways = true\n\n\
          [hooks]\nstartup_command = \"echo started > /tmp/started\"\n\

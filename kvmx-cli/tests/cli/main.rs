@@ -12,6 +12,7 @@ mod init;
 mod lifecycle;
 mod list;
 mod races;
+mod shares_user;
 mod supervise;
 
 use std::path::{Path, PathBuf};

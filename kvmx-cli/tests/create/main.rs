@@ -11,6 +11,7 @@ mod base;
 mod boot;
 mod cache;
 mod interrupt;
+mod volumes;
 
 use std::process::Output;
 

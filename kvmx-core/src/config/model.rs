@@ -12,8 +12,8 @@ use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::values::{
-    ByteSize, Dns, Domain, GuestPath, Hostname, PackageName, Port, Resolution, ShareId, UserName,
-    VmName,
+    ByteSize, Dns, Domain, GuestPath, Hostname, LvmName, PackageName, Port, Resolution, ShareId,
+    UserName, VmName,
 };
 
 /// A whole `kvmx.toml`.
@@ -344,6 +344,95 @@ pub struct Create {
     pub image_type: ImageType,
     /// Compress a qcow2 image.
     pub compression: bool,
+    /// Partitions or LVM volumes.
+    pub layout: VolumeLayout,
+    /// LUKS over the whole volume, or none.
+    pub encryption: Encryption,
+    /// Where the LUKS passphrase comes from.
+    pub passphrase: PassphraseSource,
+    /// `[create.lvm]`: the volume group, with `layout = "lvm"`.
+    pub lvm: Lvm,
+}
+
+impl Create {
+    /// Whether the build needs root and a kernel, so a builder VM: LVM,
+    /// LUKS and image-bootstrap.
+    pub fn needs_builder(&self) -> bool {
+        self.layout == VolumeLayout::Lvm
+            || self.encryption == Encryption::Luks
+            || self.method == Method::ImageBootstrap
+    }
+}
+
+/// How the disk is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeLayout {
+    /// One root partition (a small `/boot` beside it when encrypted).
+    #[default]
+    Plain,
+    /// `/boot` on a partition, the rest a volume group with a root logical
+    /// volume, and optional swap and extra volumes.
+    Lvm,
+}
+
+/// Disk encryption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// None.
+    #[default]
+    None,
+    /// LUKS2 over everything but `/boot`.
+    Luks,
+}
+
+/// Where the LUKS passphrase comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PassphraseSource {
+    /// Made at create time, kept in a 0600 file in the VM's data folder.
+    #[default]
+    File,
+    /// Asked on the terminal at create time and at every start.
+    Ask,
+}
+
+/// `[create.lvm]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lvm {
+    /// The volume group's name.
+    pub volume_group: LvmName,
+    /// The root volume's size; the rest of the group when unset.
+    pub root_size: Option<ByteSize>,
+    /// A swap volume of this size.
+    pub swap_size: Option<ByteSize>,
+    /// More volumes, each with an ext4 file system mounted in the guest.
+    pub volumes: Vec<LvmVolume>,
+}
+
+impl Default for Lvm {
+    fn default() -> Self {
+        Lvm {
+            volume_group: "kvmx".parse().expect("a valid LVM name"),
+            root_size: None,
+            swap_size: None,
+            volumes: Vec::new(),
+        }
+    }
+}
+
+/// `[[create.lvm.volumes]]`: an extra logical volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LvmVolume {
+    /// The logical volume's name.
+    pub name: LvmName,
+    /// Its size.
+    pub size: ByteSize,
+    /// Where the guest mounts it.
+    pub mount: GuestPath,
 }
 
 impl Default for Create {
@@ -358,6 +447,10 @@ impl Default for Create {
             bootloader: Bootloader::Grub,
             image_type: ImageType::File,
             compression: false,
+            layout: VolumeLayout::Plain,
+            encryption: Encryption::None,
+            passphrase: PassphraseSource::File,
+            lvm: Lvm::default(),
         }
     }
 }
@@ -368,6 +461,10 @@ impl Default for Create {
 pub enum Distribution {
     /// Debian GNU/Linux.
     Debian,
+    /// Arch Linux (with `method = "image-bootstrap"`).
+    Arch,
+    /// Gentoo (with `method = "image-bootstrap"`).
+    Gentoo,
 }
 
 /// Bootstrap tool.
@@ -378,6 +475,9 @@ pub enum Method {
     Mmdebstrap,
     /// debootstrap, which needs root.
     Debootstrap,
+    /// image-bootstrap (Debian, Arch, Gentoo), run in a builder VM.
+    #[serde(rename = "image-bootstrap")]
+    ImageBootstrap,
 }
 
 /// How the image boots.
@@ -549,9 +649,10 @@ pub struct Share {
     pub guest: GuestPath,
     /// How the folder is shared. For `sshfs` the guest folder is mounted on
     /// the host at `host`; for every other kind the host folder is mounted in
-    /// the guest at `guest`.
-    #[serde(default)]
-    pub kind: ShareKind,
+    /// the guest at `guest`. Unset: virtiofs where `virtiofsd` is found,
+    /// else 9p; kvmx-provision settles it when it opens the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ShareKind>,
     /// Mount read-only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
@@ -563,12 +664,19 @@ pub struct Share {
     pub cache: Option<P9Cache>,
 }
 
+impl Share {
+    /// Its kind. An unset kind reads as 9p, which every QEMU serves; a VM
+    /// opened by kvmx-provision has it settled already.
+    pub fn kind(&self) -> ShareKind {
+        self.kind.unwrap_or(ShareKind::NineP)
+    }
+}
+
 /// How a folder is shared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ShareKind {
     /// virtio-9p, given to QEMU at start.
-    #[default]
     #[serde(rename = "9p")]
     NineP,
     /// virtiofs through a virtiofsd daemon.

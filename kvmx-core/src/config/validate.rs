@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use super::model::{Config, ImageFormat, NetworkMode, ShareKind};
+use super::model::{
+    Bootloader, Config, Distribution, Encryption, ImageFormat, ImageType, Lvm, Method, NetworkMode,
+    PassphraseSource, ShareKind, VolumeLayout,
+};
 
 /// A broken rule, with the key path it is about (table keys and array
 /// indices), so the caller can point at the line.
@@ -32,6 +35,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     check_hardware(config, &mut problems);
     check_image(config, &mut problems);
     check_create(config, &mut problems);
+    check_builder(config, &mut problems);
     check_network(config, &mut problems);
     check_ssh(config, &mut problems);
     check_shares(config, &mut problems);
@@ -171,6 +175,97 @@ fn check_create(config: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
+/// The small unencrypted `/boot` of builder layouts, and room for the
+/// partition table and LVM's metadata.
+const BOOT_AND_METADATA: u64 = 320 * 1024 * 1024;
+
+/// Rules of the images made in a builder VM: LVM, LUKS, image-bootstrap.
+fn check_builder(config: &Config, problems: &mut Vec<Problem>) {
+    let create = &config.create;
+    if create.distribution != Distribution::Debian && create.method != Method::ImageBootstrap {
+        problems.push(problem(
+            &["create", "distribution"],
+            "only image-bootstrap installs a distribution other than Debian: set create.method = \"image-bootstrap\"".into(),
+        ));
+    }
+    if create.method == Method::ImageBootstrap
+        && (create.layout != VolumeLayout::Plain || create.encryption != Encryption::None)
+    {
+        problems.push(problem(
+            &["create", "method"],
+            "image-bootstrap partitions the disk itself: use it with layout = \"plain\" and encryption = \"none\", or use method = \"mmdebstrap\" for LVM and LUKS".into(),
+        ));
+    }
+    if create.encryption == Encryption::None && create.passphrase != PassphraseSource::File {
+        problems.push(problem(
+            &["create", "passphrase"],
+            "passphrase is used only with encryption = \"luks\"".into(),
+        ));
+    }
+    if create.layout == VolumeLayout::Plain && create.lvm != Lvm::default() {
+        problems.push(problem(
+            &["create", "lvm"],
+            "[create.lvm] is used only with layout = \"lvm\"".into(),
+        ));
+    }
+    if !create.needs_builder() {
+        return;
+    }
+    if create.bootloader != Bootloader::Grub {
+        problems.push(problem(
+            &["create", "bootloader"],
+            "images made in a builder VM (LVM, LUKS, image-bootstrap) boot with GRUB: set bootloader = \"grub\"".into(),
+        ));
+    }
+    if create.image_type != ImageType::File {
+        problems.push(problem(
+            &["create", "image_type"],
+            "images made in a builder VM (LVM, LUKS, image-bootstrap) are files: set image_type = \"file\"".into(),
+        ));
+    }
+    let lvm = &create.lvm;
+    let mut names = BTreeSet::new();
+    let mut mounts = BTreeSet::new();
+    for (index, volume) in lvm.volumes.iter().enumerate() {
+        let index = index.to_string();
+        let name = volume.name.as_str();
+        if ["root", "swap"].contains(&name) || !names.insert(name) {
+            problems.push(problem(
+                &["create", "lvm", "volumes", &index, "name"],
+                format!(
+                    "the volume name \"{name}\" is taken: root, swap and each volume need their own"
+                ),
+            ));
+        }
+        let mount = volume.mount.as_path().as_str();
+        if ["/", "/boot"].contains(&mount) || !mounts.insert(mount) {
+            problems.push(problem(
+                &["create", "lvm", "volumes", &index, "mount"],
+                format!(
+                    "{mount} is mounted already: give each volume its own folder, not / or /boot"
+                ),
+            ));
+        }
+    }
+    let fixed: u64 = [lvm.root_size, lvm.swap_size]
+        .into_iter()
+        .flatten()
+        .chain(lvm.volumes.iter().map(|v| v.size))
+        .map(|size| size.bytes())
+        .sum();
+    let room = config.image.size.bytes().saturating_sub(BOOT_AND_METADATA);
+    if create.layout == VolumeLayout::Lvm && fixed >= room {
+        problems.push(problem(
+            &["create", "lvm"],
+            format!(
+                "the volumes need {} MiB but the image (image.size) leaves {} MiB after /boot: make the image larger or the volumes smaller",
+                fixed >> 20,
+                room >> 20
+            ),
+        ));
+    }
+}
+
 fn check_network(config: &Config, problems: &mut Vec<Problem>) {
     let network = &config.network;
     if network.mode != NetworkMode::Tap {
@@ -228,7 +323,7 @@ fn check_ssh(config: &Config, problems: &mut Vec<Problem>) {
 
 fn check_shares(config: &Config, problems: &mut Vec<Problem>) {
     let smb: Vec<usize> = (0..config.shares.len())
-        .filter(|i| config.shares[*i].kind == ShareKind::Smb)
+        .filter(|i| config.shares[*i].kind == Some(ShareKind::Smb))
         .collect();
     if let Some(second) = smb.get(1) {
         problems.push(problem(

@@ -290,6 +290,14 @@ checked_string!(
 );
 
 checked_string!(
+    /// An LVM volume group or logical volume name. Kept to letters, digits
+    /// and `_`: device-mapper doubles a `-` in the names it makes.
+    LvmName,
+    "an LVM name",
+    |text| check_name("LVM name", text, 32, &['_'])
+);
+
+checked_string!(
     /// A Debian package name.
     PackageName,
     "a package name",

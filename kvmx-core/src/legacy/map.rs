@@ -827,7 +827,8 @@ fn make_share(id: &str, host: &str, guest: &str, kind: ShareKind) -> Result<Shar
         id: id.parse::<ShareId>()?,
         host: Utf8PathBuf::from(host),
         guest: guest.parse::<GuestPath>()?,
-        kind,
+        // The shell tool's kinds, kept: its folders were 9p.
+        kind: Some(kind),
         read_only: false,
         msize: None,
         cache: None,
@@ -838,7 +839,7 @@ fn nine_p(config: &mut Config) -> impl Iterator<Item = &mut Share> {
     config
         .shares
         .iter_mut()
-        .filter(|s| s.kind == ShareKind::NineP)
+        .filter(|s| s.kind == Some(ShareKind::NineP))
 }
 
 fn sync_folders(value: &str, guest_first: bool) -> Result<Vec<SyncFolder>, String> {

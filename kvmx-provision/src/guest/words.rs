@@ -31,16 +31,7 @@ pub fn command_line<S: AsRef<str>>(words: &[S]) -> Result<String, Error> {
     })
 }
 
-/// Quotes a word for a POSIX shell: as it is when it holds only
-/// characters no shell treats specially, otherwise in single quotes (a
-/// quote inside written `'\''`). An empty word is `''`.
-pub fn quote(word: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c);
-    if !word.is_empty() && word.chars().all(plain) {
-        return word.to_owned();
-    }
-    format!("'{}'", word.replace('\'', r"'\''"))
-}
+pub use kvmx_core::process::shell_quote as quote;
 
 #[cfg(test)]
 mod tests {

@@ -67,9 +67,24 @@ pub struct Launch {
     pub incoming: bool,
     /// A template-based VM's private disk (raw), with its serial.
     pub private_disk: Option<(Utf8PathBuf, String)>,
+    /// More raw disks, each found in the guest by its serial (the builder
+    /// VM's target and inputs). Written without honouring flushes: a
+    /// builder's disks are thrown away if the host fails mid-build.
+    pub extra_disks: Vec<ExtraDisk>,
     /// The host end of the port through which a restored guest's clock is
     /// set (warm disposables; `clock.rs`).
     pub clock_pipe: Option<Utf8PathBuf>,
+}
+
+/// A raw disk beside the VM's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraDisk {
+    /// The file.
+    pub path: Utf8PathBuf,
+    /// The serial the guest sees (`/dev/disk/by-id/virtio-<serial>`).
+    pub serial: String,
+    /// Attached read-only.
+    pub read_only: bool,
 }
 
 impl Launch {
@@ -129,6 +144,26 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
         args.push(
             "-device",
             format!("virtio-blk-pci,drive=private,serial={serial},addr=0x1f"),
+        );
+    }
+    for (index, disk) in launch.extra_disks.iter().enumerate() {
+        let read_only = if disk.read_only { ",read-only=on" } else { "" };
+        args.push(
+            "-drive",
+            format!(
+                "file={},id=extra{index},format=raw,if=none,cache=unsafe{read_only}",
+                escape(disk.path.as_str())
+            ),
+        );
+        // Below the private disk's slot, from the top: SeaBIOS boots the
+        // first disk it finds, which must stay the VM's own.
+        args.push(
+            "-device",
+            format!(
+                "virtio-blk-pci,drive=extra{index},serial={},addr={:#x}",
+                disk.serial,
+                0x1e - index
+            ),
         );
     }
     if let Some(boot) = &launch.kernel_boot {
@@ -265,7 +300,7 @@ fn network(config: &Config, launch: &Launch, args: &mut Args) {
             }
             // QEMU serves one folder over SMB per network (validation
             // allows one), through its own smbd at 10.0.2.4.
-            if let Some(share) = config.shares.iter().find(|s| s.kind == ShareKind::Smb) {
+            if let Some(share) = config.shares.iter().find(|s| s.kind() == ShareKind::Smb) {
                 netdev.push_str(&format!(",smb={}", escape(share.host.as_str())));
             }
             for forward in &network.forwards {
@@ -293,7 +328,7 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
     for share in config
         .shares
         .iter()
-        .filter(|s| s.kind == ShareKind::Virtiofs)
+        .filter(|s| s.kind() == ShareKind::Virtiofs)
     {
         let socket = launch.virtiofs_socket(share.id.as_str());
         args.push(
@@ -306,10 +341,18 @@ fn shares(config: &Config, launch: &Launch, args: &mut Args) {
         );
         args.push(
             "-device",
-            format!("vhost-user-fs-pci,chardev=vfs-{id},tag={id}", id = share.id),
+            format!(
+                "vhost-user-fs-pci,chardev=vfs-{id},tag={id},queue-size={}",
+                crate::virtiofs::QUEUE_SIZE,
+                id = share.id
+            ),
         );
     }
-    for share in config.shares.iter().filter(|s| s.kind == ShareKind::NineP) {
+    for share in config
+        .shares
+        .iter()
+        .filter(|s| s.kind() == ShareKind::NineP)
+    {
         let mut fsdev = format!(
             "local,id=fs-{id},path={path},security_model=none",
             id = share.id,

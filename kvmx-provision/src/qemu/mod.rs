@@ -3,7 +3,7 @@
 pub mod accel;
 pub mod cmdline;
 
-pub use cmdline::{Accel, KernelBoot, Launch, qemu_args};
+pub use cmdline::{Accel, ExtraDisk, KernelBoot, Launch, qemu_args};
 
 /// The QEMU binary for x86_64 guests.
 pub const QEMU: &str = "qemu-system-x86_64";

@@ -42,18 +42,26 @@ pub struct Vm {
     pub(crate) template: Option<Box<Vm>>,
     /// kvmx's folders.
     pub(crate) layout: Layout,
+    /// Shares without a kind became 9p: virtiofsd is missing.
+    pub(crate) shares_lack_virtiofsd: bool,
+    /// Disks beside its own (a builder VM's).
+    pub(crate) extra_disks: Vec<crate::qemu::cmdline::ExtraDisk>,
 }
 
 impl Vm {
-    /// The VM `name` with its resolved `config`.
-    pub(crate) fn new(layout: &Layout, name: VmName, config: Config) -> Vm {
+    /// The VM `name` with its resolved `config`, its shares' kinds
+    /// settled for this host.
+    pub(crate) fn new(layout: &Layout, name: VmName, mut config: Config) -> Vm {
+        let shares_lack_virtiofsd = crate::virtiofs::settle_share_kinds(&mut config);
         Vm {
+            shares_lack_virtiofsd,
             files: VmFiles::new(layout, &name),
             base: config.image.base.as_ref().map(|base| layout.vm(base)),
             name,
             config,
             template: None,
             layout: layout.clone(),
+            extra_disks: Vec::new(),
         }
     }
 

@@ -18,7 +18,10 @@ use crate::Error;
 use crate::host::{free_port, now};
 use crate::qemu::{self, Accel, KernelBoot, Launch};
 use crate::state::{self, PortForward, RunLock, RunState};
+use crate::unlock::UnlockError;
 use crate::warm::WarmRun;
+use kvmx_core::config::{Encryption, PassphraseSource};
+use kvmx_image::volumes::Passphrase;
 
 /// How long QEMU gets to open its QMP socket after it starts.
 const QEMU_START_DEADLINE: Duration = Duration::from_secs(15);
@@ -45,6 +48,8 @@ pub(crate) struct Patience {
     pub(crate) limit: Option<Duration>,
     /// Set by the caller to give up.
     pub(crate) cancel: CancelFlag,
+    /// The LUKS passphrase given by the caller (`passphrase = "ask"`).
+    pub(crate) passphrase: Option<Passphrase>,
 }
 
 impl Patience {
@@ -70,7 +75,7 @@ impl Vm {
             self.config
                 .shares
                 .iter()
-                .map(|share| (share.id.as_str(), share.kind)),
+                .map(|share| (share.id.as_str(), share.kind())),
         )?;
         let lock = match RunLock::try_take(&self.files)? {
             RunLock::Acquired(lock) => lock,
@@ -97,6 +102,9 @@ impl Vm {
             return Err(Error::NoImage { path: image });
         }
         self.check_shares()?;
+        if self.shares_lack_virtiofsd {
+            progress.note(crate::virtiofs::NO_VIRTIOFSD_NOTE);
+        }
         let choice = match restore {
             // A saved state restores under the accelerator it ran under.
             Some(warm) => qemu::accel::AccelChoice {
@@ -116,6 +124,11 @@ impl Vm {
             progress.note(&format!("using TCG (software emulation): {reason}"));
         }
         let forwards = self.check_forwards()?;
+        // Before QEMU starts: a missing passphrase is no reason to boot.
+        let passphrase = match restore {
+            Some(_) => None,
+            None => self.luks_passphrase(patience)?,
+        };
         progress.stage("starting QEMU");
         let ssh_port = self.wants_ssh().then(free_port).transpose()?;
         let locks: Vec<&File> = std::iter::once(&lock).chain(&backing_locks).collect();
@@ -126,6 +139,10 @@ impl Vm {
         if let Err(error) = self.start_nfs_servers(run.pid) {
             let _ = self.kill();
             return Err(error);
+        }
+        if let Some(passphrase) = &passphrase {
+            progress.stage("unlocking the disk");
+            self.unlock(passphrase, run.pid, patience)?;
         }
         match (ssh_port, wait_for_ssh, restore) {
             (Some(_), true, Some(state)) => {
@@ -152,7 +169,7 @@ impl Vm {
     /// place), and what each share kind needs on the host must be there.
     pub fn check_shares(&self) -> Result<(), Error> {
         for share in &self.config.shares {
-            match share.kind {
+            match share.kind() {
                 ShareKind::NineP
                 | ShareKind::Virtiofs
                 | ShareKind::Sshfs
@@ -187,7 +204,7 @@ impl Vm {
             .config
             .shares
             .iter()
-            .filter(|s| s.kind == ShareKind::Nfs)
+            .filter(|s| s.kind() == ShareKind::Nfs)
         {
             crate::nfs::start(&self.files.paths.runtime, share, qemu)?;
         }
@@ -289,6 +306,7 @@ impl Vm {
             memory_file,
             incoming: matches!(warm, Some(WarmRun::Restore(_))),
             clock_pipe: warm.map(|_| crate::clock::pipe_base(&self.files.paths.runtime)),
+            extra_disks: self.extra_disks.clone(),
             private_disk: self
                 .private_disk()
                 .map(|disk| (disk, crate::template::private_serial().into())),
@@ -308,7 +326,7 @@ impl Vm {
             .config
             .shares
             .iter()
-            .filter(|s| s.kind == ShareKind::Virtiofs)
+            .filter(|s| s.kind() == ShareKind::Virtiofs)
         {
             let log = self.files.virtiofsd_log(share.id.as_str());
             let socket = self.files.virtiofs_socket(share.id.as_str());
@@ -429,6 +447,57 @@ impl Vm {
                 ));
             }
             std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// The passphrase of an encrypted image: the caller's, or the one
+    /// kept in the data folder of the VM whose image this is.
+    fn luks_passphrase(&self, patience: &Patience) -> Result<Option<Passphrase>, Error> {
+        let system = self.system();
+        let create = &system.config.create;
+        if create.encryption != Encryption::Luks {
+            return Ok(None);
+        }
+        if let Some(given) = &patience.passphrase {
+            return Ok(Some(given.clone()));
+        }
+        let file = system.files.paths.luks_passphrase_file();
+        match create.passphrase {
+            PassphraseSource::File => Ok(Some(Passphrase::read(&file)?)),
+            PassphraseSource::Ask => Err(Error::Usage(format!(
+                "{} has an encrypted disk whose passphrase is asked for (create.passphrase = \"ask\"): start it on a terminal",
+                self.name
+            ))),
+        }
+    }
+
+    /// Types the passphrase at the guest's unlock prompt; a refused one
+    /// powers QEMU off at once.
+    fn unlock(&self, passphrase: &Passphrase, pid: i32, patience: &Patience) -> Result<(), Error> {
+        let result = crate::unlock::answer(
+            &self.files.serial_socket(),
+            passphrase,
+            patience.timeout(self),
+            &patience.cancel,
+            &|| state::process_alive(pid),
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(UnlockError::Cancelled) => Err(Error::Interrupted {
+                left: self.still_running_note(),
+            }),
+            Err(problem) => {
+                let refused = problem == UnlockError::Refused;
+                if refused {
+                    self.halt();
+                }
+                let hint = if refused {
+                    "the passphrase does not match the image: with passphrase = \"file\", the file in the VM's data folder belongs to another build of it"
+                } else {
+                    "see the console lines above; `kvmx console` shows the prompt"
+                };
+                Err(self.guest_error(problem.describe(), hint))
+            }
         }
     }
 

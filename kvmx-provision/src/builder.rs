@@ -1,0 +1,242 @@
+//! kvmx-image's builder VM run by QEMU: each job is a VM of its own,
+//! named `kvmx-builder-<pid>-<n>`, on a fresh qcow2 overlay of the cached
+//! builder image, with the job's disks attached. Its folders live beside
+//! the builder image in the cache and go when the job ends, however it
+//! ends: a guard kills QEMU and removes them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use kvmx_core::CancelFlag;
+use kvmx_core::config::ImageFormat;
+use kvmx_core::config::values::VmName;
+use kvmx_core::layout::Layout;
+use kvmx_core::observe::{Silent, Stream};
+use kvmx_core::process::Runner;
+use kvmx_image::ImageBuilder;
+use kvmx_image::builder::{BuilderError, BuilderImage, BuilderJob, BuilderVm};
+use kvmx_image::volumes::Passphrase;
+
+use crate::guest::{Lines, OutputSink};
+use crate::qemu::ExtraDisk;
+use crate::{Error, ImagePolicy, StopOptions, UpOptions, Vm};
+
+/// How long the builder may take to answer SSH (a boot under TCG).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long its power-off may take before QEMU is ended.
+const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The build of VM `name`'s image as kvmx-create and `kvmx up` do it: with
+/// the base box looked up and a [`QemuBuilder`] for what needs root (LVM,
+/// LUKS, image-bootstrap). `passphrase` is the LUKS passphrase when the
+/// config says to ask for it.
+pub fn image_builder(
+    layout: &Layout,
+    name: VmName,
+    config: kvmx_core::config::Config,
+    passphrase: Option<Passphrase>,
+) -> Result<ImageBuilder, Error> {
+    Ok(ImageBuilder::for_vm(layout, name, config)?
+        .builder_vm(Arc::new(QemuBuilder::new(layout)))
+        .passphrase(passphrase))
+}
+
+/// Runs builder jobs with QEMU, in kvmx's folders `layout`.
+#[derive(Debug, Clone)]
+pub struct QemuBuilder {
+    layout: Layout,
+}
+
+impl QemuBuilder {
+    /// Builder VMs whose sockets live in `layout`'s runtime folder.
+    pub fn new(layout: &Layout) -> Self {
+        QemuBuilder {
+            layout: layout.clone(),
+        }
+    }
+
+    /// A name no other builder run of this host has now.
+    fn run_name() -> VmName {
+        static RUNS: AtomicU32 = AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, Ordering::Relaxed);
+        format!("kvmx-builder-{}-{n}", std::process::id())
+            .parse()
+            .expect("a valid VM name")
+    }
+
+    /// The VM of one run: the builder image's config on an overlay in
+    /// `<builder folder>/runs/<name>`, trusting the builder's key.
+    fn prepare(&self, image: &BuilderImage, job: &BuilderJob) -> Result<Vm, Error> {
+        let name = Self::run_name();
+        let layout = Layout {
+            data_dir: image.paths.data.join("runs"),
+            ..self.layout.clone()
+        };
+        let paths = layout.vm(&name);
+        std::fs::create_dir_all(&paths.data).map_err(Error::io("create", &paths.data))?;
+        let overlay = paths.data.join("overlay.qcow2");
+        kvmx_image::qemu_img::create_overlay(
+            &Runner::unlogged(CancelFlag::new()),
+            &overlay,
+            &image.image,
+            ImageFormat::Qcow2,
+        )?;
+        let known_hosts = kvmx_image::keys::known_hosts_as(&image.paths, &name)?;
+        kvmx_core::atomic_file::write(
+            &paths.known_hosts(),
+            known_hosts.as_bytes(),
+            kvmx_core::atomic_file::Overwrite::Yes,
+        )?;
+        let mut config = image.config.clone();
+        config.vm.name = Some(name.clone());
+        config.image.path = Some(overlay);
+        config.image.format = ImageFormat::Qcow2;
+        let mut vm = Vm::new(&layout, name, config);
+        vm.base = Some(image.paths.clone());
+        vm.extra_disks = job
+            .disks
+            .iter()
+            .map(|disk| ExtraDisk {
+                path: disk.path.clone(),
+                serial: disk.serial.clone(),
+                read_only: disk.read_only,
+            })
+            .collect();
+        Ok(vm)
+    }
+}
+
+/// Ends a run's VM and removes its folders when dropped.
+struct RunGuard {
+    vm: Vm,
+    folders: [Utf8PathBuf; 2],
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        let _ = self.vm.kill();
+        for folder in &self.folders {
+            let _ = std::fs::remove_dir_all(folder);
+        }
+    }
+}
+
+/// Output lines to the job's callback, stderr marked.
+struct ToCallback<'a>(&'a mut dyn FnMut(&str));
+
+impl OutputSink for ToCallback<'_> {
+    fn line(&mut self, stream: Stream, line: &str) {
+        match stream {
+            Stream::Stdout => (self.0)(line),
+            Stream::Stderr => (self.0)(&format!("! {line}")),
+        }
+    }
+}
+
+fn failed(error: Error, doing: &str) -> BuilderError {
+    let cancelled = matches!(error, Error::Cancelled { .. } | Error::Interrupted { .. });
+    BuilderError {
+        message: format!("{doing}: {error}"),
+        cancelled,
+    }
+}
+
+impl BuilderVm for QemuBuilder {
+    fn run(
+        &self,
+        image: &BuilderImage,
+        job: &BuilderJob,
+        output: &mut dyn FnMut(&str),
+        cancel: &CancelFlag,
+    ) -> Result<(), BuilderError> {
+        let vm = self
+            .prepare(image, job)
+            .map_err(|e| failed(e, "preparing the builder VM"))?;
+        let guard = RunGuard {
+            folders: [vm.files.paths.data.clone(), vm.files.paths.runtime.clone()],
+            vm,
+        };
+        let vm = &guard.vm;
+        vm.up_with(
+            &UpOptions::new()
+                .image(ImagePolicy::Fail)
+                .timeout(BOOT_TIMEOUT)
+                .cancel(cancel.clone()),
+            &mut Silent,
+        )
+        .map_err(|e| failed(e, "starting the builder VM"))?;
+        let guest = vm
+            .guest()
+            .map_err(|e| failed(e, "reaching the builder VM"))?;
+        let mut tail = Tail::default();
+        let code = {
+            let mut both = Both {
+                callback: output,
+                tail: &mut tail,
+            };
+            let mut sink = ToCallback(&mut both.as_fn());
+            let mut lines = Lines::new(&mut sink);
+            let code = guest
+                .exec(&["sudo", "-n", "sh", "-c", &job.script, "kvmx-builder"])
+                .stdin(job.stdin.clone())
+                .timeout(job.timeout)
+                .cancel(cancel)
+                .stream(&mut lines);
+            lines.finish();
+            code
+        }
+        .map_err(|e| failed(e, "running the job in the builder VM"))?;
+        if code != 0 {
+            return Err(BuilderError {
+                message: format!(
+                    "the job exited with status {code}; its last lines:\n{}",
+                    tail.lines.join("\n")
+                ),
+                cancelled: false,
+            });
+        }
+        vm.stop_with(
+            &StopOptions::new()
+                .skip_hooks(true)
+                .timeout(POWER_OFF_TIMEOUT)
+                .cancel(cancel.clone()),
+            &mut Silent,
+        )
+        .map_err(|e| failed(e, "powering the builder VM off"))?;
+        Ok(())
+    }
+}
+
+/// The last lines of a job's output, for its error.
+#[derive(Default)]
+struct Tail {
+    lines: Vec<String>,
+}
+
+impl Tail {
+    const KEEP: usize = 15;
+
+    fn push(&mut self, line: &str) {
+        if self.lines.len() == Self::KEEP {
+            self.lines.remove(0);
+        }
+        self.lines.push(line.to_owned());
+    }
+}
+
+/// The caller's callback and the tail, fed together.
+struct Both<'a, 'b> {
+    callback: &'a mut dyn FnMut(&str),
+    tail: &'b mut Tail,
+}
+
+impl Both<'_, '_> {
+    fn as_fn(&mut self) -> impl FnMut(&str) + '_ {
+        |line: &str| {
+            self.tail.push(line);
+            (self.callback)(line);
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #                 package set and sources               (goal <= 1.15)
 #   warm ratio  = kvmx-create again, the cache filled / kvmx-create cold
 #                                                        (goal <= 0.2)
+#   then the builder VM paths (see the end; BUILDER=0 skips them)
 # usage: bench/create.sh [path/to/kvmx-create]
 # Run it as the user who builds images (mmdebstrap's unshare mode without
 # root). Needs network access to the Debian mirror.
@@ -73,3 +74,48 @@ printf 'kvmx-create cold      %8s s\n' "$cold"
 printf 'kvmx-create warm      %8s s\n' "$warm"
 printf 'cold / mmdebstrap     %8s   (goal <= 1.15)\n' "$(ratio "$cold" "$plain")"
 printf 'warm / cold           %8s   (goal <= 0.2)\n' "$(ratio "$warm" "$cold")"
+
+# The builder VM's paths (BUILDER=0 skips them): LVM in LUKS cold (no
+# cached builder image) and warm (cached), each against the plain
+# rootless create of the same package set with a filled cache; then a
+# Debian image by image-bootstrap.
+[ "${BUILDER:-1}" = 1 ] || exit 0
+layout_project() {
+    mkdir -p "$work/$1"
+    cat > "$work/$1/kvmx.toml" <<TOML
+[vm]
+name = "$1"
+[image]
+size = "3G"
+[create]
+packages = ["lvm2", "cryptsetup", "cryptsetup-initramfs"]
+$2
+TOML
+}
+create_in() {
+    (cd "$work/$1" && KVMX_HOME=$work/home KVMX_CACHE_DIR=$work/cache "$bin" --json --force > "$work/$1.json")
+}
+layout_project plain ''
+layout_project luks $'layout = "lvm"\nencryption = "luks"'
+layout_project ib $'method = "image-bootstrap"\ndistribution = "debian"'
+
+echo "plain create of the LVM/LUKS package set (fills its cache)..." >&2
+create_in plain
+t0=$(now); create_in plain; t1=$(now)
+plain_lvm=$(elapsed "$t0" "$t1")
+echo "LVM in LUKS, cold builder..." >&2
+rm -rf "$work/cache/builder"
+t0=$(now); create_in luks; t1=$(now)
+luks_cold=$(elapsed "$t0" "$t1")
+echo "LVM in LUKS, warm builder..." >&2
+t0=$(now); create_in luks; t1=$(now)
+luks_warm=$(elapsed "$t0" "$t1")
+echo "image-bootstrap Debian..." >&2
+t0=$(now); create_in ib; t1=$(now)
+ib=$(elapsed "$t0" "$t1")
+
+printf 'plain (LVM/LUKS packages) %8s s\n' "$plain_lvm"
+printf 'LVM+LUKS cold builder     %8s s  %s x plain\n' "$luks_cold" "$(ratio "$luks_cold" "$plain_lvm")"
+printf 'LVM+LUKS warm builder     %8s s  %s x plain, builder adds %s s (goal <= 60)\n' \
+    "$luks_warm" "$(ratio "$luks_warm" "$plain_lvm")" "$(elapsed "$plain_lvm" "$luks_warm")"
+printf 'image-bootstrap Debian    %8s s\n' "$ib"

@@ -296,6 +296,41 @@ const BAD_TOML: &[(&str, &str, usize)] = &[
         "[disposable]\nclamav_database = \"\"\n",
         2,
     ),
+    (
+        "arch without image-bootstrap",
+        "[create]\ndistribution = \"arch\"\n",
+        2,
+    ),
+    (
+        "image-bootstrap with LUKS",
+        "[create]\nmethod = \"image-bootstrap\"\nencryption = \"luks\"\n",
+        2,
+    ),
+    (
+        "LUKS with direct boot",
+        "[create]\nencryption = \"luks\"\nbootloader = \"direct\"\n",
+        3,
+    ),
+    (
+        "volumes with a plain layout",
+        "[create]\nlayout = \"plain\"\n[create.lvm]\nswap_size = \"1G\"\n",
+        3,
+    ),
+    (
+        "a volume named root",
+        "[create]\nlayout = \"lvm\"\n[create.lvm]\nvolumes = [{ name = \"root\", size = \"1G\", mount = \"/srv\" }]\n",
+        4,
+    ),
+    (
+        "volumes larger than the image",
+        "[image]\nsize = \"2G\"\n[create]\nlayout = \"lvm\"\n[create.lvm]\nroot_size = \"2G\"\n",
+        5,
+    ),
+    (
+        "an LVM name with a dash",
+        "[create]\nlayout = \"lvm\"\n[create.lvm]\nvolume_group = \"my-vg\"\n",
+        4,
+    ),
 ];
 
 const BAD_LEGACY: &[(&str, &str, usize)] = &[

@@ -67,7 +67,8 @@ impl QemuBuilder {
     }
 
     /// The VM of one run: the builder image's config on an overlay in
-    /// `<builder folder>/runs/<name>`, trusting the builder's key.
+    /// `<builder folder>/runs/<name>`, with the builder's key and host
+    /// key.
     fn prepare(&self, image: &BuilderImage, job: &BuilderJob) -> Result<Vm, Error> {
         let name = Self::run_name();
         let layout = Layout {
@@ -83,6 +84,9 @@ impl QemuBuilder {
             &image.image,
             ImageFormat::Qcow2,
         )?;
+        let builder_key = image.paths.ssh_key();
+        let key = std::fs::read(&builder_key).map_err(Error::io("read", &builder_key))?;
+        kvmx_image::keys::write_private(&paths.ssh_key(), &key)?;
         let known_hosts = kvmx_image::keys::known_hosts_as(&image.paths, &name)?;
         kvmx_core::atomic_file::write(
             &paths.known_hosts(),
@@ -94,7 +98,6 @@ impl QemuBuilder {
         config.image.path = Some(overlay);
         config.image.format = ImageFormat::Qcow2;
         let mut vm = Vm::new(&layout, name, config);
-        vm.base = Some(image.paths.clone());
         vm.extra_disks = job
             .disks
             .iter()

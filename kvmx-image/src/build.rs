@@ -711,7 +711,7 @@ impl ImageBuilder {
                     .collect(),
                 host_key_private: host_key.private.clone(),
                 host_key_public: host_key.public.clone(),
-                mirror: Some(create.mirror.clone()),
+                mirror: Some(http_mirror(&create.mirror)),
                 suite: create.suite.clone(),
                 arch: create.arch.clone(),
             });
@@ -917,6 +917,18 @@ impl ImageBuilder {
             log: self.paths.create_log(),
             stages: Vec::new(),
         })
+    }
+}
+
+/// The mirror as image-bootstrap gets it: over plain HTTP. Its debootstrap
+/// and apt run in the builder, which trusts Debian's certificate
+/// authorities only, so an `https://` mirror behind a TLS-inspecting proxy
+/// fails there; apt checks the archive's signatures either way, which is
+/// why Debian's own installer defaults to HTTP.
+fn http_mirror(mirror: &str) -> String {
+    match mirror.strip_prefix("https://") {
+        Some(rest) => format!("http://{rest}"),
+        None => mirror.to_owned(),
     }
 }
 

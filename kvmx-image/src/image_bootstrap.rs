@@ -540,6 +540,8 @@ const SSHD_DROP_IN: &str = "HostKey /etc/ssh/ssh_host_ed25519_key\n\
 
 #[cfg(test)]
 mod tests {
+    use kvmx_testkit::shell::words_seen_by_sh;
+
     use super::*;
 
     fn input(distribution: Distribution) -> PlanInput {
@@ -600,46 +602,6 @@ mod tests {
         Distribution::Arch,
         Distribution::Gentoo,
     ];
-
-    /// The words `sh` makes of `line`, run in `dir`.
-    fn words_seen_by_sh(line: &str) -> Vec<String> {
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf '%s\\n' {line}"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        let text = String::from_utf8(output.stdout).unwrap();
-        text.strip_suffix('\n')
-            .unwrap_or(&text)
-            .split('\n')
-            .map(String::from)
-            .collect()
-    }
-
-    #[test]
-    fn image_bootstrap_quoting_survives_sh() {
-        let odd = [
-            "plain",
-            "",
-            "two words",
-            "it's",
-            "'",
-            "$(touch kvmx-pwned)",
-            "`id`",
-            "a\"b\\c",
-            "*",
-            "semi;colon&amp|pipe",
-            "tab\there",
-            "ssh-ed25519 AAAA key with 'quotes' and $HOME",
-            "ü-nicode",
-            "~user",
-            "#hash",
-        ];
-        let line: Vec<String> = odd.iter().map(|w| shell_quote(w)).collect();
-        assert_eq!(words_seen_by_sh(&line.join(" ")), odd);
-    }
 
     #[test]
     fn image_bootstrap_odd_values_reach_image_bootstrap_intact() {

@@ -175,11 +175,11 @@ impl BuilderVm for QemuBuilder {
             .map_err(|e| failed(e, "reaching the builder VM"))?;
         let mut tail = Tail::default();
         let code = {
-            let mut both = Both {
-                callback: output,
-                tail: &mut tail,
+            let mut forward = |line: &str| {
+                tail.push(line);
+                output(line);
             };
-            let mut sink = ToCallback(&mut both.as_fn());
+            let mut sink = ToCallback(&mut forward);
             let mut lines = Lines::new(&mut sink);
             let code = guest
                 .exec(&["sudo", "-n", "sh", "-c", &job.script, "kvmx-builder"])
@@ -226,20 +226,5 @@ impl Tail {
             self.lines.remove(0);
         }
         self.lines.push(line.to_owned());
-    }
-}
-
-/// The caller's callback and the tail, fed together.
-struct Both<'a, 'b> {
-    callback: &'a mut dyn FnMut(&str),
-    tail: &'b mut Tail,
-}
-
-impl Both<'_, '_> {
-    fn as_fn(&mut self) -> impl FnMut(&str) + '_ {
-        |line: &str| {
-            self.tail.push(line);
-            (self.callback)(line);
-        }
     }
 }

@@ -7,6 +7,7 @@
 //! let it pass.
 
 pub mod guest;
+pub mod shell;
 pub mod user;
 
 pub use guest::{BootSpec, Guest};

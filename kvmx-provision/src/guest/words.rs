@@ -35,23 +35,9 @@ pub use kvmx_core::process::shell_quote as quote;
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use kvmx_testkit::shell::words_seen_by_sh;
 
-    /// What `sh` makes of `line`: each word it passes to printf, one a line.
-    fn words_seen_by_sh(line: &str) -> Vec<String> {
-        let output = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf '%s\\n' {line}"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
+    use super::*;
 
     #[test]
     fn several_words_reach_the_shell_intact() {

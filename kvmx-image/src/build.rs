@@ -762,7 +762,7 @@ impl ImageBuilder {
                 // image-bootstrap wants a root password: a random one,
                 // known to nobody, keeps root's login shut.
                 stdin: format!("{}\n", Passphrase::random().expose()).into_bytes(),
-                timeout: VOLUMES_DEADLINE,
+                timeout: IMAGE_BOOTSTRAP_DEADLINE,
             };
             self.run_builder(builder.as_ref(), &builder_image, &job, runner, observer)?;
             let note = format!("{:?} by image-bootstrap", create.distribution).to_lowercase();
@@ -935,6 +935,10 @@ fn http_mirror(mirror: &str) -> String {
 /// How long the builder may take to make the volumes (the initramfs is
 /// rebuilt there, which takes minutes under emulation).
 const VOLUMES_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// How long image-bootstrap may take: a whole debootstrap with a kernel
+/// and GRUB in the builder, half an hour and more under emulation.
+const IMAGE_BOOTSTRAP_DEADLINE: Duration = Duration::from_secs(90 * 60);
 
 fn rename(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
     std::fs::rename(from, to).map_err(Error::io("move into place", to))

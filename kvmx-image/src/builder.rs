@@ -167,7 +167,10 @@ impl BuilderImage {
             .collect();
         config.image.format = ImageFormat::Qcow2;
         config.image.size = kvmx_core::config::values::ByteSize::gib(4);
-        config.hardware.memory = kvmx_core::config::values::ByteSize::gib(1);
+        // Two CPUs: QEMU runs a TCG guest's CPUs on threads of their own,
+        // and the builder's tools (mkfs, compressors) use them.
+        config.hardware.memory = kvmx_core::config::values::ByteSize::gib(2);
+        config.hardware.cpus = 2;
         config
     }
 
@@ -181,6 +184,7 @@ impl BuilderImage {
             "recipe": RECIPE_VERSION,
             "spec": spec,
             "memory": config.hardware.memory.bytes(),
+            "cpus": config.hardware.cpus,
         });
         let digest = sha2::Sha256::digest(keyed.to_string().as_bytes());
         hex::encode(&digest[..16])

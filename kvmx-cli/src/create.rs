@@ -125,6 +125,11 @@ fn build(args: &BuildArgs, context: &Context, output: &Output) -> Result<(), Com
             report.vm
         ));
     }
+    if let Some(file) = &report.luks_passphrase_file {
+        output.info(&format!(
+            "the LUKS passphrase is kept in {file} (mode 0600); `kvmx up` types it at the guest's prompt"
+        ));
+    }
     Ok(())
 }
 

@@ -117,6 +117,8 @@ pub struct BuildReport {
     pub host_key_alias: String,
     /// The file holding the random password, when there is one.
     pub password_file: Option<Utf8PathBuf>,
+    /// The file holding the LUKS passphrase (`passphrase = "file"`).
+    pub luks_passphrase_file: Option<Utf8PathBuf>,
     /// The build log.
     pub log: Utf8PathBuf,
     /// Time per stage.
@@ -581,6 +583,9 @@ impl ImageBuilder {
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
             password_file: password.random.map(|_| self.paths.password_file()),
+            luks_passphrase_file: (passphrase.is_some()
+                && create.passphrase == PassphraseSource::File)
+                .then(|| self.paths.luks_passphrase_file()),
             log: self.paths.create_log(),
             stages: Vec::new(),
         })
@@ -799,6 +804,7 @@ impl ImageBuilder {
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
             password_file: None,
+            luks_passphrase_file: None,
             log: self.paths.create_log(),
             stages: Vec::new(),
         })
@@ -914,6 +920,7 @@ impl ImageBuilder {
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
             password_file: None,
+            luks_passphrase_file: None,
             log: self.paths.create_log(),
             stages: Vec::new(),
         })

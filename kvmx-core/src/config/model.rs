@@ -46,6 +46,8 @@ pub struct Config {
     pub template: Template,
     /// Disposable VMs made from this VM as their template.
     pub disposable: Disposable,
+    /// Installing the guest with an installer (`create.method = "install"`).
+    pub install: Install,
 }
 
 /// `[vm]`: identity of the VM and its first user.
@@ -358,9 +360,10 @@ impl Create {
     /// Whether the build needs root and a kernel, so a builder VM: LVM,
     /// LUKS and image-bootstrap.
     pub fn needs_builder(&self) -> bool {
-        self.layout == VolumeLayout::Lvm
-            || self.encryption == Encryption::Luks
-            || self.method == Method::ImageBootstrap
+        self.method != Method::Install
+            && (self.layout == VolumeLayout::Lvm
+                || self.encryption == Encryption::Luks
+                || self.method == Method::ImageBootstrap)
     }
 }
 
@@ -478,6 +481,10 @@ pub enum Method {
     /// image-bootstrap (Debian, Arch, Gentoo), run in a builder VM.
     #[serde(rename = "image-bootstrap")]
     ImageBootstrap,
+    /// An installer run in the VM on a blank disk: Debian's netboot
+    /// installer with a preseed made from the config, or `install.iso`.
+    #[serde(rename = "install")]
+    Install,
 }
 
 /// How the image boots.
@@ -918,6 +925,37 @@ impl Default for Disposable {
             warm: true,
             memory: None,
             clamav_database: None,
+        }
+    }
+}
+
+/// `[install]`: the installer run by `kvmx install`, and by `kvmx up` when
+/// `create.method = "install"` and the image is missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Install {
+    /// An installer ISO booted as a CD-ROM with the blank disk, for an
+    /// interactive install of any system; unset: Debian's netboot
+    /// installer, preseeded from this config.
+    pub iso: Option<Utf8PathBuf>,
+    /// Seconds the installer may run before it is stopped.
+    pub timeout: u64,
+    /// The guest's locale (Debian installer).
+    pub locale: String,
+    /// The guest's keyboard layout (Debian installer).
+    pub keyboard: String,
+    /// The guest's time zone (Debian installer).
+    pub timezone: String,
+}
+
+impl Default for Install {
+    fn default() -> Self {
+        Install {
+            iso: None,
+            timeout: 7200,
+            locale: "en_US.UTF-8".into(),
+            keyboard: "us".into(),
+            timezone: "Etc/UTC".into(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub fn resolve(
         item.host = absolute(&item.host);
     }
     config.disposable.clamav_database = config.disposable.clamav_database.as_deref().map(absolute);
+    config.install.iso = config.install.iso.as_deref().map(absolute);
     if let Some(key) = &config.ssh.authorized_key
         && !is_literal_public_key(key)
     {

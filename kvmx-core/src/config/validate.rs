@@ -40,6 +40,7 @@ pub fn validate(config: &Config) -> Vec<Problem> {
     check_ssh(config, &mut problems);
     check_shares(config, &mut problems);
     check_disposable(config, &mut problems);
+    check_install(config, &mut problems);
     problems
 }
 
@@ -380,6 +381,69 @@ fn check_disposable(config: &Config, problems: &mut Vec<Problem>) {
         problems.push(problem(
             &["disposable", "clamav_database"],
             "clamav_database is empty: name a host folder of ClamAV signatures, or leave it out to use the template's own".into(),
+        ));
+    }
+}
+
+/// Rules of `create.method = "install"` and the `[install]` table.
+fn check_install(config: &Config, problems: &mut Vec<Problem>) {
+    let install = &config.install;
+    if install.timeout == 0 {
+        problems.push(problem(
+            &["install", "timeout"],
+            "timeout = 0 leaves the installer no time: give a number of seconds".into(),
+        ));
+    }
+    if install
+        .iso
+        .as_ref()
+        .is_some_and(|iso| iso.as_str().is_empty())
+    {
+        problems.push(problem(
+            &["install", "iso"],
+            "iso is empty: name an installer ISO, or leave it out for Debian's netboot installer"
+                .into(),
+        ));
+    }
+    for (key, value) in [
+        ("locale", &install.locale),
+        ("keyboard", &install.keyboard),
+        ("timezone", &install.timezone),
+    ] {
+        if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            problems.push(problem(
+                &["install", key],
+                format!("{key} = {value:?} is not a single word such as the default's"),
+            ));
+        }
+    }
+    let create = &config.create;
+    if create.method != Method::Install {
+        return;
+    }
+    if create.bootloader != Bootloader::Grub {
+        problems.push(problem(
+            &["create", "bootloader"],
+            "an installed system boots with its own bootloader: set bootloader = \"grub\" with method = \"install\"".into(),
+        ));
+    }
+    if create.image_type != ImageType::File {
+        problems.push(problem(
+            &["create", "image_type"],
+            "the installer writes an image file: set image_type = \"file\" with method = \"install\"".into(),
+        ));
+    }
+    let lvm = &create.lvm;
+    if lvm.root_size.is_some() || lvm.swap_size.is_some() || !lvm.volumes.is_empty() {
+        problems.push(problem(
+            &["create", "lvm"],
+            "the Debian installer sizes its volumes itself: with method = \"install\", [create.lvm] takes only volume_group".into(),
+        ));
+    }
+    if create.passphrase == PassphraseSource::Ask && create.encryption == Encryption::Luks {
+        problems.push(problem(
+            &["create", "passphrase"],
+            "the Debian installer needs the passphrase when it starts: use passphrase = \"file\" with method = \"install\"".into(),
         ));
     }
 }

@@ -52,6 +52,9 @@ pub enum Command {
     Man,
     /// Start a VM (building its image first if needed) and wait for SSH.
     Up(UpArgs),
+    /// Make a VM's image with an installer: Debian's, preseeded from
+    /// kvmx.toml, or install.iso.
+    Install(InstallArgs),
     /// Power a VM off: ACPI, then SSH poweroff, QMP quit, SIGTERM, SIGKILL.
     #[command(alias = "poweroff")]
     Stop(StopArgs),
@@ -287,6 +290,16 @@ pub struct UpArgs {
     /// Fail when the VM has no image, instead of building it.
     #[arg(long)]
     pub no_build: bool,
+}
+
+/// `kvmx install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// A registered VM name or a project folder.
+    pub vm: Option<String>,
+    /// Replace an existing image (once the new one is complete).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `kvmx supervise`.

@@ -464,6 +464,14 @@ mod tests {
                 },
                 1,
             ),
+            (
+                "Install",
+                E::Install(kvmx_image::install::InstallError {
+                    message: "powered off early".into(),
+                    cancelled: false,
+                }),
+                1,
+            ),
         ]
     }
 

@@ -150,6 +150,11 @@ impl VmPaths {
     pub fn create_log(&self) -> Utf8PathBuf {
         self.data.join("create.log")
     }
+    /// The whole console output of the last installer run
+    /// (`create.method = "install"`).
+    pub fn install_log(&self) -> Utf8PathBuf {
+        self.data.join("install.log")
+    }
     /// The first user's random password (mode 0600), kept so that
     /// `kvmx-create password` can show it; absent for a set or locked one.
     pub fn password_file(&self) -> Utf8PathBuf {

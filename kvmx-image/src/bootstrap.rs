@@ -167,7 +167,7 @@ pub trait Bootstrap {
 /// its trees come from mmdebstrap's tree of the builder's own recipe.
 pub fn for_method(method: Method) -> Box<dyn Bootstrap> {
     match method {
-        Method::Mmdebstrap | Method::ImageBootstrap => Box::new(Mmdebstrap),
+        Method::Mmdebstrap | Method::ImageBootstrap | Method::Install => Box::new(Mmdebstrap),
         Method::Debootstrap => Box::new(Debootstrap),
     }
 }

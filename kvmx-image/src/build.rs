@@ -24,6 +24,7 @@ use crate::builder::{BuilderDisk, BuilderImage, BuilderJob, BuilderVm};
 use crate::cache::{self, BootstrapCache, CacheUse};
 use crate::cleanup::{TempFile, WorkDir};
 use crate::guest::{GuestSetup, kernel_cmdline};
+use crate::install::InstallerVm;
 use crate::password::GuestPassword;
 use crate::prerequisites::{self, Requirement, grub_dir, is_root};
 use crate::rootfs::Rootfs;
@@ -56,6 +57,8 @@ pub enum Stage {
     Builder,
     /// Partitions, LUKS, LVM and file systems, in the builder VM.
     Volumes,
+    /// Running the installer in the VM (`create.method = "install"`).
+    Install,
     /// Moving the results into place.
     Finish,
 }
@@ -74,6 +77,7 @@ impl Stage {
             Stage::Base => "making the image from the base",
             Stage::Builder => "preparing the builder VM",
             Stage::Volumes => "making the volumes in the builder VM",
+            Stage::Install => "running the installer",
             Stage::Finish => "finishing",
         }
     }
@@ -139,7 +143,11 @@ pub struct ImageBuilder {
     builder: Option<Arc<dyn BuilderVm>>,
     passphrase: Option<Passphrase>,
     extra_setup: Option<(String, Vec<Utf8PathBuf>)>,
+    installer: Option<Arc<dyn InstallerVm>>,
+    install: bool,
 }
+
+mod install;
 
 struct Timer<'a> {
     stages: Stages<'a>,
@@ -194,6 +202,8 @@ impl ImageBuilder {
             builder: None,
             passphrase: None,
             extra_setup: None,
+            installer: None,
+            install: false,
         }
     }
 
@@ -263,6 +273,25 @@ impl ImageBuilder {
             .unwrap_or_else(|| self.paths.default_image())
     }
 
+    /// Runs the installer of VMs `installer` for images made by an
+    /// installer (`create.method = "install"`, or [`ImageBuilder::install`]).
+    pub fn installer_vm(mut self, installer: Arc<dyn InstallerVm>) -> Self {
+        self.installer = Some(installer);
+        self
+    }
+
+    /// Makes the image with the installer whatever `create.method` says
+    /// (`kvmx install`).
+    pub fn install(mut self, install: bool) -> Self {
+        self.install = install;
+        self
+    }
+
+    /// Whether this build runs an installer.
+    pub fn installs(&self) -> bool {
+        self.install || self.config.create.method == Method::Install
+    }
+
     /// Builds the image.
     pub fn build(&self, observer: &mut dyn Observer) -> Result<BuildReport> {
         let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
@@ -280,6 +309,7 @@ impl ImageBuilder {
         };
         let result = match &self.base {
             Some(base) => self.build_from_base(base, &runner, &mut timer),
+            None if self.installs() => self.build_with_installer(&runner, &mut timer),
             None if self.config.create.method == Method::ImageBootstrap => {
                 self.build_with_image_bootstrap(&runner, &mut timer)
             }

@@ -68,6 +68,9 @@ pub enum Error {
     /// A job in the builder VM failed.
     #[error("the builder VM failed: {0}")]
     Builder(#[from] crate::builder::BuilderError),
+    /// The installer failed, stopped early or ran out of time.
+    #[error("the install failed")]
+    Install(#[from] crate::install::InstallError),
     /// A key could not be made or read.
     #[error("cannot make or read the SSH key {path}")]
     Key {
@@ -112,6 +115,7 @@ impl Error {
             | Error::PasswordHash(_)
             | Error::Base { .. }
             | Error::Builder(_)
+            | Error::Install(_)
             | Error::Key { .. } => ErrorKind::Failure,
         }
     }
@@ -131,6 +135,9 @@ impl Error {
             Error::Builder(_) => {
                 Some("the builder's whole output is in the VM's create.log".into())
             }
+            Error::Install(_) => Some(
+                "the installer's whole console output is in the VM's install.log; `kvmx install --force` tries again".into(),
+            ),
             Error::User { .. } => Some("set vm.user in kvmx.toml to another name".into()),
             Error::NotASystem { .. } => Some(
                 "the bootstrap may have failed quietly: clear the cache with `kvmx-create cache clear` and build again".into(),

@@ -311,32 +311,56 @@ fn argv(input: &PlanInput) -> Vec<String> {
 }
 
 fn files(input: &PlanInput) -> Vec<PlanFile> {
-    let file = |path: String, mode: u32, contents: String| PlanFile {
-        path,
+    let mut files = vec![
+        PlanFile {
+            path: CHROOT_HOOK.into(),
+            mode: 0o755,
+            contents: chroot_hook(input),
+        },
+        PlanFile {
+            path: POST_HOOK.into(),
+            mode: 0o755,
+            contents: post_hook(input),
+        },
+    ];
+    files.extend(trust_files(
+        GUEST_DIR,
+        &input.authorized_keys,
+        &input.host_key_private,
+        &input.host_key_public,
+    ));
+    files
+}
+
+/// The files [`TRUST_BODY`] copies into a new system, in the folder
+/// `dir`: the user's authorized keys, the guest's host key pair and
+/// sshd's drop-in.
+pub(crate) fn trust_files(
+    dir: &str,
+    authorized_keys: &[String],
+    host_key_private: &str,
+    host_key_public: &str,
+) -> Vec<PlanFile> {
+    let file = |name: &str, mode: u32, contents: String| PlanFile {
+        path: format!("{dir}/{name}"),
         mode,
         contents,
     };
-    let mut keys = input.authorized_keys.join("\n");
+    let mut keys = authorized_keys.join("\n");
     keys.push('\n');
-    let mut private = input.host_key_private.clone();
+    let mut private = host_key_private.to_owned();
     if !private.ends_with('\n') {
         private.push('\n');
     }
     vec![
-        file(CHROOT_HOOK.into(), 0o755, chroot_hook(input)),
-        file(POST_HOOK.into(), 0o755, post_hook(input)),
-        file(format!("{GUEST_DIR}/authorized_keys"), 0o644, keys),
-        file(format!("{GUEST_DIR}/ssh_host_ed25519_key"), 0o600, private),
+        file("authorized_keys", 0o644, keys),
+        file("ssh_host_ed25519_key", 0o600, private),
         file(
-            format!("{GUEST_DIR}/ssh_host_ed25519_key.pub"),
+            "ssh_host_ed25519_key.pub",
             0o644,
-            format!("{}\n", input.host_key_public.trim_end()),
+            format!("{}\n", host_key_public.trim_end()),
         ),
-        file(
-            format!("{GUEST_DIR}/sshd_config"),
-            0o644,
-            SSHD_DROP_IN.into(),
-        ),
+        file("sshd_config", 0o644, SSHD_DROP_IN.into()),
     ]
 }
 
@@ -373,7 +397,7 @@ fn chroot_hook(input: &PlanInput) -> String {
 }
 
 fn post_hook(input: &PlanInput) -> String {
-    format!("{POST_HEAD}{}{POST_BODY}", user_vars(input))
+    format!("{POST_HEAD}{}{TRUST_BODY}", user_vars(input))
 }
 
 /// The script's head: the password file from standard input, then
@@ -520,7 +544,9 @@ from=$KVMX_WORK/guest
 root=$IB_ROOT
 "#;
 
-const POST_BODY: &str = r#"# The SSH host key given, and only that one.
+/// Copies [`trust_files`] from `$from` into the new system at `$root`;
+/// `$user`, `$uid` and `$gid` name the user (whose home exists).
+pub(crate) const TRUST_BODY: &str = r#"# The SSH host key given, and only that one.
 rm -f "$root"/etc/ssh/ssh_host_*
 install -m 0600 "$from/ssh_host_ed25519_key" "$root/etc/ssh/ssh_host_ed25519_key"
 install -m 0644 "$from/ssh_host_ed25519_key.pub" "$root/etc/ssh/ssh_host_ed25519_key.pub"

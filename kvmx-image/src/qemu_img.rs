@@ -34,6 +34,17 @@ pub fn create_overlay(
     Ok(())
 }
 
+/// Makes `image`, a blank disk of `format` and `bytes` bytes.
+pub fn create(runner: &Runner, image: &Utf8Path, format: ImageFormat, bytes: u64) -> Result<()> {
+    runner.run(
+        &Tool::new("qemu-img", "create the blank disk")
+            .args(["create", "-q", "-f", format.as_str()])
+            .arg(image)
+            .arg(bytes.to_string()),
+    )?;
+    Ok(())
+}
+
 /// Copies `source` (of `from`) to a new image `target` in `to`.
 pub fn convert(
     runner: &Runner,

@@ -28,10 +28,12 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long its power-off may take before QEMU is ended.
 const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The build of VM `name`'s image as kvmx-create and `kvmx up` do it: with
-/// the base box looked up and a [`QemuBuilder`] for what needs root (LVM,
-/// LUKS, image-bootstrap). `passphrase` is the LUKS passphrase when the
-/// config says to ask for it.
+/// The build of VM `name`'s image as kvmx-create, `kvmx up` and `kvmx
+/// install` do it: with the base box looked up, a [`QemuBuilder`] for what
+/// needs root (LVM, LUKS, image-bootstrap) and a
+/// [`QemuInstaller`](crate::install::QemuInstaller) for an image made by
+/// an installer (`create.method = "install"`). `passphrase` is the LUKS
+/// passphrase when the config says to ask for it.
 pub fn image_builder(
     layout: &Layout,
     name: VmName,
@@ -40,6 +42,7 @@ pub fn image_builder(
 ) -> Result<ImageBuilder, Error> {
     Ok(ImageBuilder::for_vm(layout, name, config)?
         .builder_vm(Arc::new(QemuBuilder::new(layout)))
+        .installer_vm(Arc::new(crate::install::QemuInstaller::new(layout)))
         .passphrase(passphrase))
 }
 

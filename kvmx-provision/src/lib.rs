@@ -19,6 +19,7 @@ pub mod files;
 mod find;
 pub mod guest;
 mod host;
+pub mod install;
 mod lifecycle;
 pub mod live;
 pub mod nfs;
@@ -37,6 +38,7 @@ pub mod warm;
 
 pub use error::{DaemonEnd, Error, Provider, ShareProblem};
 pub use find::Found;
+pub use install::InstallOptions;
 pub use kvmx_core::observe::{Event, Observer, Silent};
 pub use lifecycle::{ImagePolicy, StopOptions, UpOptions, UpOutcome, UpTo, Upgraded};
 pub use vm::{State, Status, StopStep, UpReport, Vm};

@@ -234,15 +234,20 @@ impl Vm {
         if options.image == ImagePolicy::Fail {
             return Err(Error::NoImage { path: image });
         }
-        stages.note(&format!("{} has no image yet; building it", self.name));
-        crate::builder::image_builder(
+        let builder = crate::builder::image_builder(
             &self.layout,
             self.name.clone(),
             self.config.clone(),
             options.patience.passphrase.clone(),
         )?
-        .cancel(options.patience.cancel.clone())
-        .build(stages.observer())?;
+        .cancel(options.patience.cancel.clone());
+        let how = if builder.installs() {
+            "installing it"
+        } else {
+            "building it"
+        };
+        stages.note(&format!("{} has no image yet; {how}", self.name));
+        builder.build(stages.observer())?;
         Ok(true)
     }
 

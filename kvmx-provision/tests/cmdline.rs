@@ -38,6 +38,8 @@ fn launch(accel: Accel, ssh_port: Option<u16>) -> Launch {
         private_disk: None,
         extra_disks: Vec::new(),
         clock_pipe: None,
+        install_cdrom: None,
+        no_reboot: false,
     }
 }
 
@@ -193,6 +195,36 @@ fn direct_kernel_boot() {
         &toml("[create]\nbootloader = \"direct\"\n"),
         &launch
     ));
+}
+
+/// The Debian installer's run: its kernel and initrd on the blank disk,
+/// QEMU ends at the guest's reboot or power-off.
+#[test]
+fn netboot_installer() {
+    let mut launch = launch(Accel::Tcg, None);
+    launch.kernel_boot = Some(KernelBoot {
+        kernel: "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/linux"
+            .into(),
+        initrd: "/kvmx/data/example/.kvmx-create-x/initrd".into(),
+        append: "auto=true priority=critical console=ttyS0,115200n8 DEBIAN_FRONTEND=text".into(),
+    });
+    launch.no_reboot = true;
+    let mut config = toml("[create]\nmethod = \"install\"\n");
+    config.image.path = Some("/kvmx/data/example/.kvmx-create-x/disk.qcow2".into());
+    insta::assert_snapshot!(render(&config, &launch));
+}
+
+/// An installer ISO booted once from the CD-ROM, with the display.
+#[test]
+fn iso_installer() {
+    let mut launch = launch(Accel::Kvm, None);
+    launch.install_cdrom = Some("/projects/example/debian-12.8.0-amd64-netinst.iso".into());
+    launch.no_reboot = true;
+    let config = toml(
+        "[create]\nmethod = \"install\"\n[install]\niso = \"debian-12.8.0-amd64-netinst.iso\"\n\
+         [display]\nkind = \"vnc\"\n",
+    );
+    insta::assert_snapshot!(render(&config, &launch));
 }
 
 struct FixedOutput;

@@ -11,6 +11,7 @@ mod generate;
 mod guest;
 mod import;
 mod init;
+mod install;
 mod lifecycle;
 mod list;
 mod shares;
@@ -53,6 +54,7 @@ fn run_vm_command(
     }
     match command {
         Command::Up(args) => lifecycle::up(&args, context, output),
+        Command::Install(args) => install::run(&args, context, output),
         Command::Stop(args) => lifecycle::stop(&args, context, output),
         Command::Kill(args) => lifecycle::kill(args.vm.as_deref(), context, output),
         Command::Suspend(args) => lifecycle::suspend(args.vm.as_deref(), false, context, output),

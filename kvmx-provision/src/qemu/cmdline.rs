@@ -74,6 +74,12 @@ pub struct Launch {
     /// The host end of the port through which a restored guest's clock is
     /// set (warm disposables; `clock.rs`).
     pub clock_pipe: Option<Utf8PathBuf>,
+    /// An installer ISO attached as a CD-ROM and booted once, before the
+    /// disk (`install.iso`).
+    pub install_cdrom: Option<Utf8PathBuf>,
+    /// QEMU exits when the guest reboots, as it does when it powers off
+    /// (an installer's run ends either way).
+    pub no_reboot: bool,
 }
 
 /// A raw disk beside the VM's own.
@@ -165,6 +171,19 @@ pub fn qemu_args(config: &Config, launch: &Launch) -> Vec<String> {
                 0x1e - index
             ),
         );
+    }
+    if let Some(iso) = &launch.install_cdrom {
+        args.push(
+            "-drive",
+            format!(
+                "file={},id=installer,media=cdrom,readonly=on",
+                escape(iso.as_str())
+            ),
+        );
+        args.push("-boot", "once=d");
+    }
+    if launch.no_reboot {
+        args.flag("-no-reboot");
     }
     if let Some(boot) = &launch.kernel_boot {
         args.push("-kernel", boot.kernel.as_str());

@@ -46,6 +46,8 @@ pub struct Vm {
     pub(crate) shares_lack_virtiofsd: bool,
     /// Disks beside its own (a builder VM's).
     pub(crate) extra_disks: Vec<crate::qemu::cmdline::ExtraDisk>,
+    /// The installer this run boots instead of the disk (`install.rs`).
+    pub(crate) installer: Option<kvmx_image::install::InstallMedia>,
 }
 
 impl Vm {
@@ -62,6 +64,7 @@ impl Vm {
             template: None,
             layout: layout.clone(),
             extra_disks: Vec::new(),
+            installer: None,
         }
     }
 

@@ -21,6 +21,7 @@ use crate::state::{self, PortForward, RunLock, RunState};
 use crate::unlock::UnlockError;
 use crate::warm::WarmRun;
 use kvmx_core::config::{Encryption, PassphraseSource};
+use kvmx_image::install::InstallMedia;
 use kvmx_image::volumes::Passphrase;
 
 /// How long QEMU gets to open its QMP socket after it starts.
@@ -127,6 +128,8 @@ impl Vm {
         // Before QEMU starts: a missing passphrase is no reason to boot.
         let passphrase = match restore {
             Some(_) => None,
+            // An installer asks for nothing at boot.
+            None if self.installer.is_some() => None,
             None => self.luks_passphrase(patience)?,
         };
         progress.stage("starting QEMU");
@@ -293,10 +296,28 @@ impl Vm {
             Some(WarmRun::Restore(state)) => Some((state.memory(), false)),
             None => None,
         };
+        let (kernel_boot, install_cdrom) = match &self.installer {
+            None => (self.kernel_boot()?, None),
+            Some(InstallMedia::Iso(iso)) => (None, Some(iso.clone())),
+            Some(InstallMedia::Kernel {
+                kernel,
+                initrd,
+                append,
+            }) => (
+                Some(KernelBoot {
+                    kernel: kernel.clone(),
+                    initrd: initrd.clone(),
+                    append: append.clone(),
+                }),
+                None,
+            ),
+        };
         Ok(Launch {
             accel,
             ssh_port,
-            kernel_boot: self.kernel_boot()?,
+            kernel_boot,
+            install_cdrom,
+            no_reboot: self.installer.is_some(),
             qmp_socket: self.files.qmp_socket(),
             serial_socket: self.files.serial_socket(),
             console_log: self.files.console_log(),

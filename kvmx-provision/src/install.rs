@@ -97,6 +97,7 @@ impl InstallerVm for QemuInstaller {
         if let Some(note) = &started.accelerator_note {
             stages.note(&format!("the install runs under TCG (slow): {note}"));
         }
+        stages.stage("installer: booting");
         let mut watch = Watch {
             vm: &vm,
             job,

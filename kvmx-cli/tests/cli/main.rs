@@ -9,6 +9,7 @@ mod guest;
 mod guest_errors;
 mod import;
 mod init;
+mod install;
 mod lifecycle;
 mod list;
 mod races;

@@ -6,7 +6,7 @@
 //! or interrupted install leaves no disk behind.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use camino::Utf8Path;
@@ -56,6 +56,10 @@ impl ImageBuilder {
             false => None,
         };
         let work = self.work_dir(&image)?;
+        // The initrd copy holds the password hash (and a LUKS passphrase):
+        // no other user may even list the folder.
+        std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::io("protect", work.path()))?;
         let format = self.config.image.format;
         let disk = work.path().join(format!("disk.{}", format.as_str()));
         let media = timer.run(Stage::GuestSetup, &self.cancel, || {

@@ -12,8 +12,9 @@
 
 use std::collections::VecDeque;
 
-/// The line of a text-frontend question: the installer waits for input.
-const PROMPT: &str = "Prompt: '?' for help";
+/// The last lines of the text frontend's questions and of its error and
+/// note dialogs: the installer waits for input.
+const PROMPTS: [&str; 2] = ["Prompt: '?' for help", "[Press enter to continue]"];
 
 /// How many clean console lines are kept for an error.
 const TAIL: usize = 20;
@@ -94,7 +95,10 @@ impl Progress {
             self.verdict = Verdict::Failed;
         } else if self.done_marker.is_some_and(|m| line.contains(m)) {
             self.verdict = Verdict::Done;
-        } else if unattended && line.contains(PROMPT) && self.verdict == Verdict::Running {
+        } else if unattended
+            && PROMPTS.iter().any(|p| line.contains(p))
+            && self.verdict == Verdict::Running
+        {
             self.verdict = Verdict::Stuck;
         }
         if complete && !line.trim().is_empty() {
@@ -143,7 +147,7 @@ fn title(line: &str) -> Option<String> {
     if let Some(shorter) = title.strip_suffix("; please wait") {
         title = shorter.trim_end_matches('.');
     }
-    (!title.is_empty() && !title.contains(PROMPT)).then(|| title.to_owned())
+    (!title.is_empty() && !PROMPTS.iter().any(|p| title.contains(p))).then(|| title.to_owned())
 }
 
 /// The text of a raw console line: escape sequences, carriage returns and
@@ -268,6 +272,24 @@ mod tests {
         failing.feed(b"Running preseed...  ... 10%\r\nkvmx-install: failed (status 1)\r\n");
         assert_eq!(failing.verdict(), Verdict::Failed);
         assert_eq!(failing.step(), Some("Running preseed"));
+    }
+
+    /// An error dialog waits for Enter: as stuck as a question.
+    #[test]
+    fn an_error_dialog_is_stuck() {
+        let mut progress = Progress::new(Some("kvmx-install: done"), None);
+        progress.feed(
+            b"Checking the Debian archive mirror  ... 25%... 100%\r\n\
+              Choose a mirror of the Debian archive\r\n-------------------------------------\r\n\
+              !! ERROR: Bad archive mirror\r\n\r\n[Press enter to continue] ",
+        );
+        assert_eq!(progress.verdict(), Verdict::Stuck);
+        assert_eq!(progress.step(), Some("Checking the Debian archive mirror"));
+        assert!(
+            progress
+                .tail()
+                .contains(&"!! ERROR: Bad archive mirror".to_owned())
+        );
     }
 
     #[test]

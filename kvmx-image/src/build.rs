@@ -580,21 +580,7 @@ impl ImageBuilder {
                     let _ = std::fs::remove_file(stale);
                 }
             }
-            self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
-            match (&passphrase, create.passphrase) {
-                (Some(passphrase), PassphraseSource::File) => {
-                    passphrase.write(&self.paths.luks_passphrase_file())?
-                }
-                _ => {
-                    let _ = std::fs::remove_file(self.paths.luks_passphrase_file());
-                }
-            }
-            match &password.random {
-                Some(plain) => keys::write_private(&self.paths.password_file(), plain.as_bytes())?,
-                None => {
-                    let _ = std::fs::remove_file(self.paths.password_file());
-                }
-            }
+            self.keep_trust(&host_key.public, passphrase.as_ref(), &password)?;
             Ok(((), None))
         })?;
         drop(work);
@@ -873,6 +859,34 @@ impl ImageBuilder {
             .hostname
             .as_ref()
             .map_or_else(|| self.name.to_string(), ToString::to_string)
+    }
+
+    /// What a new image's guest needs kept on the host: its host key in
+    /// known_hosts, the LUKS passphrase when it lives in a file, the
+    /// random password; a file of an earlier image that this one does
+    /// not have is removed.
+    fn keep_trust(
+        &self,
+        host_public: &str,
+        passphrase: Option<&Passphrase>,
+        password: &GuestPassword,
+    ) -> Result<()> {
+        self.write_trust(&keys::known_hosts(&self.name, host_public))?;
+        match (passphrase, self.config.create.passphrase) {
+            (Some(passphrase), PassphraseSource::File) => {
+                passphrase.write(&self.paths.luks_passphrase_file())?
+            }
+            _ => {
+                let _ = std::fs::remove_file(self.paths.luks_passphrase_file());
+            }
+        }
+        match &password.random {
+            Some(plain) => keys::write_private(&self.paths.password_file(), plain.as_bytes())?,
+            None => {
+                let _ = std::fs::remove_file(self.paths.password_file());
+            }
+        }
+        Ok(())
     }
 
     fn write_trust(&self, known_hosts: &str) -> Result<()> {

@@ -1,12 +1,9 @@
 //! Golden tests of the QEMU command line: a dozen configs, and every real
 //! legacy kvmxfile after import.
 
-use std::collections::BTreeMap;
-
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::config::{self, Config};
 use kvmx_core::layout::Layout;
-use kvmx_core::legacy::{self, shell::CommandRunner};
 use kvmx_provision::qemu::{Accel, ExtraDisk, KernelBoot, Launch, qemu_args};
 
 const PROJECT: &str = "/projects/example";
@@ -227,36 +224,13 @@ fn iso_installer() {
     insta::assert_snapshot!(render(&config, &launch));
 }
 
-struct FixedOutput;
-
-impl CommandRunner for FixedOutput {
-    fn run(&mut self, _: &str, _: &BTreeMap<String, String>) -> Result<String, String> {
-        Ok("fixed".into())
-    }
-}
-
 #[test]
 fn every_legacy_fixture_after_import() {
-    let dir =
-        Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../kvmx-core/tests/fixtures/kvmxfiles");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap())
-        .filter(|p| p.extension() == Some("kvmxfile"))
-        .collect();
-    files.sort();
-    let context = legacy::context(
-        "example",
-        BTreeMap::from([("HOME".into(), "/home/user".into())]),
-    );
     let mut out = String::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let mapped = legacy::read_text(&text, &file, &context, &mut FixedOutput).unwrap();
-        // Through kvmx.toml, as `kvmx import` would leave it.
-        let rendered = config::render(&mapped.config, "", &mapped.notes);
-        let config = resolved(config::parse_toml(&rendered, "kvmx.toml".into()).unwrap());
-        out.push_str(&format!("## {}\n", file.file_name().unwrap()));
+    for (file, config) in
+        kvmx_testkit::fixtures::legacy_configs(Utf8Path::new(PROJECT), Utf8Path::new("/kvmx"))
+    {
+        out.push_str(&format!("## {file}\n"));
         out.push_str(&render(&config, &launch(Accel::Tcg, Some(2222))));
         out.push('\n');
     }

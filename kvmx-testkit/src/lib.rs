@@ -6,6 +6,7 @@
 //! themselves; [`Runtime::get`] fails a test run without root rather than
 //! let it pass.
 
+pub mod fixtures;
 pub mod guest;
 pub mod shell;
 pub mod user;

@@ -10,7 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use camino::Utf8Path;
-use kvmx_core::config::{Bootloader, PassphraseSource};
+use kvmx_core::config::Bootloader;
 use kvmx_core::observe::Observer;
 use kvmx_core::process::Runner;
 
@@ -108,25 +108,11 @@ impl ImageBuilder {
         timer.run(Stage::Finish, &self.cancel, || {
             std::fs::rename(&disk, &image).map_err(Error::io("rename the image to", &image))?;
             match &trust {
-                Some(trust) => {
-                    self.write_trust(&keys::known_hosts(&self.name, &trust.host_key.public))?;
-                    match (&trust.passphrase, self.config.create.passphrase) {
-                        (Some(passphrase), PassphraseSource::File) => {
-                            passphrase.write(&self.paths.luks_passphrase_file())?
-                        }
-                        _ => {
-                            let _ = std::fs::remove_file(self.paths.luks_passphrase_file());
-                        }
-                    }
-                    match &trust.password.random {
-                        Some(plain) => {
-                            keys::write_private(&self.paths.password_file(), plain.as_bytes())?
-                        }
-                        None => {
-                            let _ = std::fs::remove_file(self.paths.password_file());
-                        }
-                    }
-                }
+                Some(trust) => self.keep_trust(
+                    &trust.host_key.public,
+                    trust.passphrase.as_ref(),
+                    &trust.password,
+                )?,
                 // The installed system's keys are its own: nothing kvmx
                 // knows of an earlier image holds for it.
                 None => {

@@ -1,9 +1,6 @@
-use std::collections::BTreeMap;
-
-use camino::{Utf8Path, Utf8PathBuf};
+use camino::Utf8Path;
 use kvmx_core::config::{self, Config};
 use kvmx_core::layout::Layout;
-use kvmx_core::legacy::{self, shell::CommandRunner};
 
 use super::*;
 
@@ -142,39 +139,17 @@ fn initrd_files_are_private() {
     );
 }
 
-struct FixedOutput;
-
-impl CommandRunner for FixedOutput {
-    fn run(&mut self, _: &str, _: &BTreeMap<String, String>) -> Result<String, String> {
-        Ok("fixed".into())
-    }
-}
-
 /// Every real legacy kvmxfile, imported as `kvmx import` does, then
 /// installed instead of built.
 #[test]
 fn every_legacy_fixture() {
-    let dir =
-        Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join("../kvmx-core/tests/fixtures/kvmxfiles");
-    let mut files: Vec<Utf8PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| Utf8PathBuf::from_path_buf(e.unwrap().path()).unwrap())
-        .filter(|p| p.extension() == Some("kvmxfile"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
-    let context = legacy::context(
-        "example",
-        BTreeMap::from([("HOME".into(), "/home/user".into())]),
-    );
     let mut out = String::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        let mapped = legacy::read_text(&text, &file, &context, &mut FixedOutput).unwrap();
-        let rendered = config::render(&mapped.config, "", &mapped.notes);
-        let mut config = resolved(config::parse_toml(&rendered, "kvmx.toml".into()).unwrap());
+    for (file, mut config) in kvmx_testkit::fixtures::legacy_configs(
+        Utf8Path::new("/projects/example"),
+        Utf8Path::new("/kvmx"),
+    ) {
         config.create.method = kvmx_core::config::Method::Install;
-        out.push_str(&format!("## {}\n", file.file_name().unwrap()));
+        out.push_str(&format!("## {file}\n"));
         out.push_str(&preseed(&input(&config, None)));
         out.push('\n');
     }

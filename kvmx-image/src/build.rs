@@ -806,7 +806,19 @@ impl ImageBuilder {
             Ok(((), None))
         })?;
         drop(work);
-        Ok(BuildReport {
+        Ok(self.whole_disk_report(image, None, self.paths.create_log()))
+    }
+
+    /// The report of a whole disk written in a VM (image-bootstrap, an
+    /// installer): GRUB, no cache, no base; `password_file` when a random
+    /// password was kept.
+    fn whole_disk_report(
+        &self,
+        image: Utf8PathBuf,
+        password_file: Option<Utf8PathBuf>,
+        log: Utf8PathBuf,
+    ) -> BuildReport {
+        BuildReport {
             vm: self.name.to_string(),
             direct_boot: None,
             image,
@@ -819,11 +831,11 @@ impl ImageBuilder {
             ssh_keys: keys::identities(&self.paths, None),
             known_hosts: self.paths.known_hosts(),
             host_key_alias: keys::host_key_alias(&self.name),
-            password_file: None,
+            password_file,
             luks_passphrase_file: None,
-            log: self.paths.create_log(),
+            log,
             stages: Vec::new(),
-        })
+        }
     }
 
     /// The image converted to qcow2 beside `image` under a temporary

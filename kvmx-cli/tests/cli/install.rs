@@ -22,28 +22,17 @@ use camino::Utf8Path;
 use kvmx_testkit::guest::Slot;
 use kvmx_testkit::{Home, Runtime};
 
-fn kvmx() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_kvmx"))
-}
+use crate::as_user::{KillOnDrop, kvmx, text};
 
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Kills the VM when the test ends, passed or not.
-struct KillOnDrop<'a> {
-    home: &'a Home,
-    project: &'a Utf8Path,
-}
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.home.run(kvmx(), self.project, &["kill"]);
-    }
+/// `kvmx up` in `project`, timed, the time printed with `what`.
+fn timed_up(home: &Home, project: &Utf8Path, what: &str) -> Output {
+    let started = Instant::now();
+    let up = home.run(kvmx(), project, &["up"]);
+    eprintln!(
+        "kvmx up, {what}, took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    up
 }
 
 /// A VM installed by Debian's installer from `mirror`.
@@ -86,13 +75,8 @@ fn the_installer_takes_the_preseed_and_a_failed_install_leaves_nothing() {
         home: &home,
         project: &project,
     };
-    let started = Instant::now();
-    let up = home.run(kvmx(), &project, &["up"]);
+    let up = timed_up(&home, &project, "an install that fails at the mirror");
     let output = text(&up);
-    eprintln!(
-        "kvmx up, an install that fails at the mirror, took {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
     assert_eq!(up.status.code(), Some(1), "{output}");
     assert!(
         output.contains("has no image yet; installing it"),
@@ -149,12 +133,7 @@ fn a_preseeded_bookworm_install_answers_ssh() {
         home: &home,
         project: &project,
     };
-    let started = Instant::now();
-    let up = home.run(kvmx(), &project, &["up"]);
-    eprintln!(
-        "kvmx up with the install took {:.0} s",
-        started.elapsed().as_secs_f64()
-    );
+    let up = timed_up(&home, &project, "a whole install and first boot");
     assert!(up.status.success(), "kvmx up failed:\n{}", text(&up));
     let output = text(&up);
     for step in [

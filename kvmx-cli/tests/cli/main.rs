@@ -1,6 +1,7 @@
 //! Tests of the real `kvmx` binary in a sealed home: its own HOME,
 //! KVMX_HOME and XDG folders, fixed columns, no inherited kvmx settings.
 
+mod as_user;
 mod clean;
 mod completions;
 mod config;

@@ -4,23 +4,12 @@
 //! the files owned by the host user.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Output;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_testkit::guest::Slot;
 use kvmx_testkit::{Home, Runtime};
 
-fn kvmx() -> &'static Utf8Path {
-    Utf8Path::new(env!("CARGO_BIN_EXE_kvmx"))
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use crate::as_user::{KillOnDrop, kvmx, text};
 
 /// `kvmx ARGS` as the test user, which must succeed; returns its stdout.
 fn run_ok(home: &Home, project: &Utf8Path, args: &[&str]) -> String {
@@ -31,18 +20,6 @@ fn run_ok(home: &Home, project: &Utf8Path, args: &[&str]) -> String {
         text(&output)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Kills the VM when the test ends, passed or not.
-struct KillOnDrop<'a> {
-    home: &'a Home,
-    project: &'a Utf8Path,
-}
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.home.run(kvmx(), self.project, &["kill"]);
-    }
 }
 
 /// Share ids and kinds written into from the guest; `None` is the default

@@ -10,12 +10,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use camino::Utf8Path;
-use kvmx_core::config::Bootloader;
 use kvmx_core::observe::Observer;
 use kvmx_core::process::Runner;
 
 use super::{BuildReport, ImageBuilder, Stage, Timer};
-use crate::cache::CacheUse;
 use crate::install::{InstallJob, InstallMedia, InstallerVm, netboot_initrd, netboot_kernel};
 use crate::password::GuestPassword;
 use crate::prerequisites::{self, Requirement};
@@ -128,25 +126,10 @@ impl ImageBuilder {
             Ok(((), None))
         })?;
         drop(work);
-        Ok(BuildReport {
-            vm: self.name.to_string(),
-            image,
-            format,
-            bootloader: Bootloader::Grub,
-            direct_boot: None,
-            cache: CacheUse::NotNeeded,
-            cache_key: None,
-            base: None,
-            backing: false,
-            ssh_keys: keys::identities(&self.paths, None),
-            known_hosts: self.paths.known_hosts(),
-            host_key_alias: keys::host_key_alias(&self.name),
-            password_file: trust
-                .and_then(|t| t.password.random)
-                .map(|_| self.paths.password_file()),
-            log: self.paths.install_log(),
-            stages: Vec::new(),
-        })
+        let password_file = trust
+            .and_then(|t| t.password.random)
+            .map(|_| self.paths.password_file());
+        Ok(self.whole_disk_report(image, password_file, self.paths.install_log()))
     }
 
     /// The VM's client key, a new host key, the password and the LUKS

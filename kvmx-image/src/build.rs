@@ -797,12 +797,7 @@ impl ImageBuilder {
                     .map_err(Error::io("rename the image to", &image))?,
             }
             self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
-            for stale in [
-                self.paths.password_file(),
-                self.paths.luks_passphrase_file(),
-            ] {
-                let _ = std::fs::remove_file(stale);
-            }
+            self.forget_secrets();
             Ok(((), None))
         })?;
         drop(work);
@@ -899,6 +894,17 @@ impl ImageBuilder {
             }
         }
         Ok(())
+    }
+
+    /// Removes the password and passphrase files of an earlier image: the
+    /// new one has neither.
+    fn forget_secrets(&self) {
+        for stale in [
+            self.paths.password_file(),
+            self.paths.luks_passphrase_file(),
+        ] {
+            let _ = std::fs::remove_file(stale);
+        }
     }
 
     fn write_trust(&self, known_hosts: &str) -> Result<()> {

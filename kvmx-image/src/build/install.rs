@@ -114,13 +114,8 @@ impl ImageBuilder {
                 // The installed system's keys are its own: nothing kvmx
                 // knows of an earlier image holds for it.
                 None => {
-                    for stale in [
-                        self.paths.known_hosts(),
-                        self.paths.password_file(),
-                        self.paths.luks_passphrase_file(),
-                    ] {
-                        let _ = std::fs::remove_file(stale);
-                    }
+                    let _ = std::fs::remove_file(self.paths.known_hosts());
+                    self.forget_secrets();
                 }
             }
             Ok(((), None))

@@ -330,7 +330,23 @@ const BAD_TOML: &[(&str, &str, usize)] = &[
         "an LVM name with a dash",
         "[create]\nlayout = \"lvm\"\n[create.lvm]\nvolume_group = \"my-vg\"\n",
         4,
+    ),    (
+        "an install with direct boot",
+        "[create]\nmethod = \"install\"\nbootloader = \"direct\"\n",
+        3,
     ),
+    (
+        "an install with sized volumes",
+        "[create]\nmethod = \"install\"\nlayout = \"lvm\"\n[create.lvm]\nswap_size = \"1G\"\n",
+        4,
+    ),
+    (
+        "an install that asks for its passphrase",
+        "[create]\nmethod = \"install\"\nencryption = \"luks\"\npassphrase = \"ask\"\n",
+        4,
+    ),
+    ("an install without time", "[install]\ntimeout = 0\n", 2),
+    ("a locale of two words", "[install]\nlocale = \"en US\"\n", 2),
 ];
 
 const BAD_LEGACY: &[(&str, &str, usize)] = &[

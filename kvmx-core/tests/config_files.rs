@@ -330,7 +330,8 @@ const BAD_TOML: &[(&str, &str, usize)] = &[
         "an LVM name with a dash",
         "[create]\nlayout = \"lvm\"\n[create.lvm]\nvolume_group = \"my-vg\"\n",
         4,
-    ),    (
+    ),
+    (
         "an install with direct boot",
         "[create]\nmethod = \"install\"\nbootloader = \"direct\"\n",
         3,
@@ -346,7 +347,11 @@ const BAD_TOML: &[(&str, &str, usize)] = &[
         4,
     ),
     ("an install without time", "[install]\ntimeout = 0\n", 2),
-    ("a locale of two words", "[install]\nlocale = \"en US\"\n", 2),
+    (
+        "a locale of two words",
+        "[install]\nlocale = \"en US\"\n",
+        2,
+    ),
 ];
 
 const BAD_LEGACY: &[(&str, &str, usize)] = &[

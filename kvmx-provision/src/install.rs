@@ -283,3 +283,62 @@ impl Vm {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use camino::Utf8Path;
+    use kvmx_core::config::{self, DisplayKind};
+
+    use super::*;
+
+    fn job(toml: &str, media: InstallMedia) -> InstallJob {
+        let layout = Layout::under(Utf8Path::new("/kvmx"));
+        let parsed = config::parse_toml(toml, "kvmx.toml".into()).unwrap();
+        let config = config::resolve(
+            parsed,
+            Utf8Path::new("/projects/example"),
+            "example".parse().unwrap(),
+            &layout,
+        );
+        InstallJob {
+            name: "example".parse().unwrap(),
+            config,
+            media,
+            done_marker: None,
+            failed_marker: None,
+            timeout: Duration::from_secs(60),
+            log: "/kvmx/data/example/install.log".into(),
+        }
+    }
+
+    const TOML: &str = "[hardware]\nmemory = \"512M\"\n\
+        [network]\nforwards = [{ host = 8080, guest = 80 }]\n\
+        [[shares]]\nid = \"code\"\nhost = \".\"\nguest = \"/srv\"\nkind = \"9p\"\n\
+        [display]\nkind = \"vnc\"\n";
+
+    /// The installer's run has no shares, forwards or SSH; the netboot
+    /// installer gets 1 GiB and the serial console alone.
+    #[test]
+    fn the_installer_runs_without_what_the_system_needs() {
+        let installer = QemuInstaller::new(&Layout::under(Utf8Path::new("/kvmx")));
+        let netboot = installer.vm(&job(
+            TOML,
+            InstallMedia::Kernel {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                append: "auto=true".into(),
+            },
+        ));
+        let config = &netboot.config;
+        assert!(config.shares.is_empty() && config.network.forwards.is_empty());
+        assert!(!config.ssh.enabled);
+        assert_eq!(config.hardware.memory.as_mib(), 1024);
+        assert_eq!(config.display.kind, DisplayKind::None);
+        assert!(netboot.installer.is_some());
+
+        let iso = installer.vm(&job(TOML, InstallMedia::Iso("/x.iso".into())));
+        assert_eq!(iso.config.display.kind, DisplayKind::Vnc);
+        assert_eq!(iso.config.hardware.memory.as_mib(), 512);
+        assert!(iso.config.shares.is_empty());
+    }
+}

@@ -67,7 +67,9 @@ impl Progress {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut steps = Vec::new();
         for &byte in bytes {
-            if byte == b'\n' {
+            // A bare carriage return ends a line too: the installer's
+            // dialogs and screen's status bar end some lines with one.
+            if byte == b'\n' || byte == b'\r' {
                 let line = clean(&std::mem::take(&mut self.pending));
                 self.line(&line, true, &mut steps);
             } else if self.pending.len() < LONGEST_LINE {
@@ -289,6 +291,16 @@ mod tests {
             progress
                 .tail()
                 .contains(&"!! ERROR: Bad archive mirror".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_bare_carriage_return_ends_a_line() {
+        let mut progress = Progress::new(None, None);
+        progress.feed(b"Please try a different one.\r[Press enter to continue] ");
+        assert_eq!(
+            progress.tail(),
+            ["Please try a different one.", "[Press enter to continue]"]
         );
     }
 

@@ -10,6 +10,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::time::Duration;
 
 use camino::Utf8Path;
+use kvmx_core::config::PassphraseSource;
 use kvmx_core::observe::Observer;
 use kvmx_core::process::Runner;
 
@@ -121,10 +122,14 @@ impl ImageBuilder {
             Ok(((), None))
         })?;
         drop(work);
+        let kept_passphrase = trust.as_ref().is_some_and(|t| t.passphrase.is_some())
+            && self.config.create.passphrase == PassphraseSource::File;
         let password_file = trust
             .and_then(|t| t.password.random)
             .map(|_| self.paths.password_file());
-        Ok(self.whole_disk_report(image, password_file, self.paths.install_log()))
+        let mut report = self.whole_disk_report(image, password_file, self.paths.install_log());
+        report.luks_passphrase_file = kept_passphrase.then(|| self.paths.luks_passphrase_file());
+        Ok(report)
     }
 
     /// The VM's client key, a new host key, the password and the LUKS

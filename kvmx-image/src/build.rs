@@ -390,12 +390,7 @@ impl ImageBuilder {
             Some(_) => Some(self.prepare_builder(runner, timer)?),
             None => None,
         };
-        let hostname = self
-            .config
-            .vm
-            .hostname
-            .as_ref()
-            .map_or_else(|| self.name.to_string(), ToString::to_string);
+        let hostname = self.hostname();
 
         let (client_public, host_key, password, extra) =
             timer.run(Stage::Keys, &self.cancel, || {
@@ -502,9 +497,7 @@ impl ImageBuilder {
                         .unwrap_or_default(),
                     timeout: VOLUMES_DEADLINE,
                 };
-                std::fs::File::create(&raw)
-                    .and_then(|file| file.set_len(self.config.image.size.bytes()))
-                    .map_err(Error::io("create", &raw))?;
+                self.blank_disk(&raw)?;
                 self.run_builder(builder.as_ref(), image, &job, runner, observer)?;
                 Ok(((), None))
             })?;
@@ -544,23 +537,9 @@ impl ImageBuilder {
         })?;
 
         // The finished image, still under a temporary name.
-        let finished: Option<TempFile> = match (create.image_type, self.config.image.format) {
-            (ImageType::File, ImageFormat::Qcow2) => {
-                Some(timer.run(Stage::Convert, &self.cancel, || {
-                    let name = image.file_name().unwrap_or("image");
-                    let parent = image.parent().unwrap_or(Utf8Path::new("."));
-                    let temp = TempFile::new_in(parent, name)?;
-                    disk::convert(
-                        &raw,
-                        temp.path(),
-                        ImageFormat::Qcow2,
-                        create.compression,
-                        runner,
-                    )?;
-                    Ok((temp, None))
-                })?)
-            }
-            _ => None,
+        let finished = match create.image_type {
+            ImageType::File => self.convert_raw(&raw, &image, runner, timer)?,
+            ImageType::Device => None,
         };
 
         timer.run(Stage::Finish, &self.cancel, || {
@@ -739,31 +718,22 @@ impl ImageBuilder {
             let files = work.path().join("files.tar");
             let mut tar = crate::overlay::Overlay::new();
             for file in &plan.files {
-                let mut folder = String::new();
-                for part in file
-                    .path
-                    .split('/')
-                    .rev()
+                let path = Utf8Path::new(&file.path);
+                let mut folders: Vec<&Utf8Path> = path
+                    .ancestors()
                     .skip(1)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
-                    folder = if folder.is_empty() {
-                        part.to_owned()
-                    } else {
-                        format!("{folder}/{part}")
-                    };
-                    if tar.get(&folder).is_none() {
-                        tar.dir(&folder, 0o755, 0, 0);
+                    .filter(|folder| !folder.as_str().is_empty())
+                    .collect();
+                folders.reverse();
+                for folder in folders {
+                    if tar.get(folder.as_str()).is_none() {
+                        tar.dir(folder.as_str(), 0o755, 0, 0);
                     }
                 }
                 tar.file(&file.path, file.mode, file.contents.as_bytes());
             }
             tar.write_tar(&files)?;
-            std::fs::File::create(&raw)
-                .and_then(|file| file.set_len(self.config.image.size.bytes()))
-                .map_err(Error::io("create", &raw))?;
+            self.blank_disk(&raw)?;
             let job = BuilderJob {
                 disks: vec![
                     BuilderDisk::writable(&raw, serials::TARGET),
@@ -789,7 +759,7 @@ impl ImageBuilder {
             let note = format!("{:?} by image-bootstrap", create.distribution).to_lowercase();
             Ok(((), Some(note)))
         })?;
-        let finished = self.convert_raw(&raw, &image, timer)?;
+        let finished = self.convert_raw(&raw, &image, runner, timer)?;
         timer.run(Stage::Finish, &self.cancel, || {
             match finished {
                 Some(temp) => temp.keep(&image)?,
@@ -839,6 +809,7 @@ impl ImageBuilder {
         &self,
         raw: &Utf8Path,
         image: &Utf8Path,
+        runner: &Runner,
         timer: &mut Timer,
     ) -> Result<Option<TempFile>> {
         if self.config.image.format != ImageFormat::Qcow2 {
@@ -848,16 +819,22 @@ impl ImageBuilder {
             let name = image.file_name().unwrap_or("image");
             let parent = image.parent().unwrap_or(Utf8Path::new("."));
             let temp = TempFile::new_in(parent, name)?;
-            let runner = Runner::new(&self.paths.create_log(), self.cancel.clone());
             disk::convert(
                 raw,
                 temp.path(),
                 ImageFormat::Qcow2,
                 self.config.create.compression,
-                &runner,
+                runner,
             )?;
             Ok((Some(temp), None))
         })
+    }
+
+    /// A sparse raw file of `image.size` at `raw`, for the builder to fill.
+    fn blank_disk(&self, raw: &Utf8Path) -> Result<()> {
+        std::fs::File::create(raw)
+            .and_then(|file| file.set_len(self.config.image.size.bytes()))
+            .map_err(Error::io("create", raw))
     }
 
     fn hostname(&self) -> String {

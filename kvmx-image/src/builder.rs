@@ -17,7 +17,6 @@ use kvmx_core::config::{Config, ImageFormat};
 use kvmx_core::layout::VmPaths;
 use kvmx_core::observe::Observer;
 use kvmx_core::process::Runner;
-use sha2::Digest;
 
 use crate::bootstrap::{BootstrapSpec, RECIPE_VERSION};
 use crate::{Error, ImageBuilder, Result, image_bootstrap};
@@ -179,15 +178,13 @@ impl BuilderImage {
     pub fn key(config: &Config) -> String {
         let mut spec = BootstrapSpec::from_config(&config.create);
         spec.extra_setup = Some(install_image_bootstrap());
-        let keyed = serde_json::json!({
+        crate::cache::digest_key(&serde_json::json!({
             "builder": BUILDER_RECIPE_VERSION,
             "recipe": RECIPE_VERSION,
             "spec": spec,
             "memory": config.hardware.memory.bytes(),
             "cpus": config.hardware.cpus,
-        });
-        let digest = sha2::Sha256::digest(keyed.to_string().as_bytes());
-        hex::encode(&digest[..16])
+        }))
     }
 
     /// The builder of `mirror` from the cache in `cache_dir`, built first

@@ -60,7 +60,12 @@ pub struct BootstrapCache {
 /// The key of `spec`: the first 16 bytes of the SHA-256 of its JSON with
 /// the recipe version, in hex.
 pub fn key(spec: &BootstrapSpec) -> String {
-    let keyed = serde_json::json!({ "recipe": RECIPE_VERSION, "spec": spec });
+    digest_key(&serde_json::json!({ "recipe": RECIPE_VERSION, "spec": spec }))
+}
+
+/// A cache key of `keyed`: the first 16 bytes of the SHA-256 of its JSON,
+/// in hex.
+pub fn digest_key(keyed: &serde_json::Value) -> String {
     let digest = sha2::Sha256::digest(keyed.to_string().as_bytes());
     hex::encode(&digest[..16])
 }

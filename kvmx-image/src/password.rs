@@ -29,7 +29,7 @@ impl GuestPassword {
                 });
             }
             Password::Plain(plain) => (plain.clone(), false),
-            Password::Random => (random_password(), true),
+            Password::Random => (random_text(RANDOM_LENGTH), true),
         };
         Ok(GuestPassword {
             hash: Some(hash(&plain)?),
@@ -44,10 +44,12 @@ pub fn hash(plain: &str) -> Result<String> {
     sha_crypt::sha512_simple(plain, &params).map_err(|e| Error::PasswordHash(format!("{e:?}")))
 }
 
-fn random_password() -> String {
+/// `length` random letters and digits, without the ones easily mistaken
+/// for each other (l, I, O, 0, 1).
+pub fn random_text(length: usize) -> String {
     use rand_core::RngCore;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; RANDOM_LENGTH];
+    let mut bytes = vec![0u8; length];
     rand_core::OsRng.fill_bytes(&mut bytes);
     bytes
         .iter()

@@ -72,19 +72,9 @@ impl Passphrase {
         Ok(Passphrase(text.to_owned()))
     }
 
-    /// 32 random letters and digits (190 bits).
+    /// 32 random letters and digits (about 186 bits).
     pub fn random() -> Self {
-        use rand_core::RngCore;
-        const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut text = String::new();
-        while text.len() < 32 {
-            let byte = (rand_core::OsRng.next_u32() & 0xff) as usize;
-            // Rejection keeps every letter equally likely.
-            if byte < ALPHABET.len() * (256 / ALPHABET.len()) {
-                text.push(ALPHABET[byte % ALPHABET.len()] as char);
-            }
-        }
-        Passphrase(text)
+        Passphrase(crate::password::random_text(32))
     }
 
     /// The passphrase file of a VM (see [`kvmx_core::layout::VmPaths::luks_passphrase_file`]).

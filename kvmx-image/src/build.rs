@@ -458,11 +458,7 @@ impl ImageBuilder {
                 root_uuid: uuid.clone(),
                 discard: self.config.image.discard,
                 bootloader: create.bootloader,
-                network: network.mode,
-                address: network.address,
-                netmask: network.netmask,
-                gateway: network.gateway,
-                dns: network.dns.clone(),
+                network: network.into(),
                 volumes: volumes.clone(),
             };
             let (overlay, user) = setup.overlay(&rootfs, grub_dir())?;
@@ -714,6 +710,7 @@ impl ImageBuilder {
                 mirror: Some(http_mirror(&create.mirror)),
                 suite: create.suite.clone(),
                 arch: create.arch.clone(),
+                root_files: self.network_files()?,
             });
             let files = work.path().join("files.tar");
             let mut tar = crate::overlay::Overlay::new();
@@ -772,6 +769,25 @@ impl ImageBuilder {
         })?;
         drop(work);
         Ok(self.whole_disk_report(image, None, self.paths.create_log()))
+    }
+
+    /// The guest network's files, as a plain build writes them, for a
+    /// system another tool made.
+    fn network_files(&self) -> Result<Vec<image_bootstrap::PlanFile>> {
+        let mut overlay = crate::overlay::Overlay::new();
+        crate::guest::network_files(&mut overlay, &(&self.config.network).into())?;
+        Ok(overlay
+            .entries()
+            .iter()
+            .filter_map(|entry| match &entry.content {
+                crate::overlay::Content::File(bytes) => Some(image_bootstrap::PlanFile {
+                    path: entry.path.clone(),
+                    mode: entry.mode,
+                    contents: String::from_utf8_lossy(bytes).into_owned(),
+                }),
+                _ => None,
+            })
+            .collect())
     }
 
     /// The report of a whole disk written in a VM (image-bootstrap, an

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use camino::Utf8Path;
 use kvmx_core::config::values::Dns;
-use kvmx_core::config::{Bootloader, NetworkMode};
+use kvmx_core::config::{Bootloader, Network, NetworkMode};
 
 use crate::accounts::{Accounts, AddedUser, NewUser};
 use crate::boot_tuning;
@@ -41,8 +41,17 @@ pub struct GuestSetup {
     pub discard: bool,
     /// How the image boots.
     pub bootloader: Bootloader,
+    /// Its network settings.
+    pub network: GuestNetwork,
+    /// LVM or LUKS volumes (made in the builder VM), or one root partition.
+    pub volumes: Option<VolumePlan>,
+}
+
+/// The guest's network settings that are written into its image.
+#[derive(Debug, Clone)]
+pub struct GuestNetwork {
     /// Network mode.
-    pub network: NetworkMode,
+    pub mode: NetworkMode,
     /// Static address (tap).
     pub address: Option<Ipv4Addr>,
     /// Its netmask.
@@ -51,8 +60,55 @@ pub struct GuestSetup {
     pub gateway: Option<Ipv4Addr>,
     /// Name servers.
     pub dns: Option<Dns>,
-    /// LVM or LUKS volumes (made in the builder VM), or one root partition.
-    pub volumes: Option<VolumePlan>,
+}
+
+impl From<&Network> for GuestNetwork {
+    fn from(network: &Network) -> Self {
+        Self {
+            mode: network.mode,
+            address: network.address,
+            netmask: network.netmask,
+            gateway: network.gateway,
+            dns: network.dns.clone(),
+        }
+    }
+}
+
+/// systemd-networkd's file for the guest's network card (DHCP, or the
+/// static address in tap mode) and its name servers: resolved's drop-in,
+/// or the host's `/etc/resolv.conf`.
+pub(crate) fn network_files(overlay: &mut Overlay, net: &GuestNetwork) -> Result<()> {
+    let mut network = String::from("[Match]\nType=ether\n\n[Network]\n");
+    match (net.mode, net.address) {
+        (NetworkMode::Tap, Some(address)) => {
+            let netmask = net.netmask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
+            let prefix = u32::from(netmask).leading_ones();
+            network.push_str(&format!("Address={address}/{prefix}\n"));
+            if let Some(gateway) = net.gateway {
+                network.push_str(&format!("Gateway={gateway}\n"));
+            }
+        }
+        _ => network.push_str("DHCP=yes\n"),
+    }
+    overlay.file("etc/systemd/network/80-kvmx.network", 0o644, network);
+    match &net.dns {
+        None => {}
+        Some(Dns::Servers(servers)) => {
+            let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
+            overlay.dir("etc/systemd/resolved.conf.d", 0o755, 0, 0);
+            overlay.file(
+                "etc/systemd/resolved.conf.d/kvmx.conf",
+                0o644,
+                format!("[Resolve]\nDNS={}\n", list.join(" ")),
+            );
+        }
+        Some(Dns::Host) => {
+            let text =
+                std::fs::read("/etc/resolv.conf").map_err(Error::io("read", "/etc/resolv.conf"))?;
+            overlay.file("etc/resolv.conf", 0o644, text);
+        }
+    }
+    Ok(())
 }
 
 /// The kernel command line: root by UUID, console on the serial port.
@@ -88,7 +144,7 @@ impl GuestSetup {
     pub fn overlay(&self, rootfs: &Rootfs, grub_dir: &Utf8Path) -> Result<(Overlay, AddedUser)> {
         let mut overlay = Overlay::new();
         self.identity(&mut overlay);
-        self.network(&mut overlay)?;
+        network_files(&mut overlay, &self.network)?;
         let user = self.user(&mut overlay, rootfs)?;
         self.sshd(&mut overlay);
         Self::boot_units(&mut overlay);
@@ -146,40 +202,6 @@ impl GuestSetup {
             0o644,
             "# GRUB reads only /boot: keep the kernel links there.\ndo_symlinks = yes\nlink_in_boot = yes\n",
         );
-    }
-
-    fn network(&self, overlay: &mut Overlay) -> Result<()> {
-        let mut network = String::from("[Match]\nType=ether\n\n[Network]\n");
-        match (self.network, self.address) {
-            (NetworkMode::Tap, Some(address)) => {
-                let netmask = self.netmask.unwrap_or(Ipv4Addr::new(255, 255, 255, 0));
-                let prefix = u32::from(netmask).leading_ones();
-                network.push_str(&format!("Address={address}/{prefix}\n"));
-                if let Some(gateway) = self.gateway {
-                    network.push_str(&format!("Gateway={gateway}\n"));
-                }
-            }
-            _ => network.push_str("DHCP=yes\n"),
-        }
-        overlay.file("etc/systemd/network/80-kvmx.network", 0o644, network);
-        match &self.dns {
-            None => {}
-            Some(Dns::Servers(servers)) => {
-                let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
-                overlay.dir("etc/systemd/resolved.conf.d", 0o755, 0, 0);
-                overlay.file(
-                    "etc/systemd/resolved.conf.d/kvmx.conf",
-                    0o644,
-                    format!("[Resolve]\nDNS={}\n", list.join(" ")),
-                );
-            }
-            Some(Dns::Host) => {
-                let text = std::fs::read("/etc/resolv.conf")
-                    .map_err(Error::io("read", "/etc/resolv.conf"))?;
-                overlay.file("etc/resolv.conf", 0o644, text);
-            }
-        }
-        Ok(())
     }
 
     fn user(&self, overlay: &mut Overlay, rootfs: &Rootfs) -> Result<AddedUser> {
@@ -345,11 +367,13 @@ mod tests {
             root_uuid: "11111111-2222-3333-4444-555555555555".into(),
             discard: true,
             bootloader: Bootloader::Direct,
-            network: NetworkMode::User,
-            address: None,
-            netmask: None,
-            gateway: None,
-            dns: None,
+            network: GuestNetwork {
+                mode: NetworkMode::User,
+                address: None,
+                netmask: None,
+                gateway: None,
+                dns: None,
+            },
             volumes: None,
         }
     }
@@ -450,11 +474,11 @@ mod tests {
     #[test]
     fn static_address_and_dns_servers() {
         let mut setup = setup();
-        setup.network = NetworkMode::Tap;
-        setup.address = Some("10.0.0.5".parse().unwrap());
-        setup.netmask = Some("255.255.0.0".parse().unwrap());
-        setup.gateway = Some("10.0.0.1".parse().unwrap());
-        setup.dns = Some("1.1.1.1,9.9.9.9".parse().unwrap());
+        setup.network.mode = NetworkMode::Tap;
+        setup.network.address = Some("10.0.0.5".parse().unwrap());
+        setup.network.netmask = Some("255.255.0.0".parse().unwrap());
+        setup.network.gateway = Some("10.0.0.1".parse().unwrap());
+        setup.network.dns = Some("1.1.1.1,9.9.9.9".parse().unwrap());
         let overlay = setup.overlay(&rootfs(), "/nonexistent".into()).unwrap().0;
         let network = text(&overlay, "etc/systemd/network/80-kvmx.network");
         assert!(

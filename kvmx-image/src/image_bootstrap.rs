@@ -215,6 +215,10 @@ pub struct PlanInput {
     /// and `x86_64` are both understood for each distribution. It must be
     /// the builder's own.
     pub arch: String,
+    /// Files the post hook copies into the new system as they are, paths
+    /// relative to its `/` (the network's, made as for every kvmx guest);
+    /// used for the systemd distributions, Debian and Arch.
+    pub root_files: Vec<PlanFile>,
 }
 
 /// A file kvmx writes in the builder before running [`Plan::script`].
@@ -281,6 +285,10 @@ fn arch_name(distribution: Distribution, arch: &str) -> &str {
 
 fn argv(input: &PlanInput) -> Vec<String> {
     let arch = arch_name(input.distribution, &input.arch);
+    let debian_include = format!(
+        "--debootstrap-opt=--include={}",
+        debian_packages().join(",")
+    );
     let mut argv: Vec<&str> = vec![
         PROGRAM,
         "--color",
@@ -303,6 +311,12 @@ fn argv(input: &PlanInput) -> Vec<String> {
             if let Some(mirror) = &input.mirror {
                 argv.extend(["--mirror", mirror.as_str()]);
             }
+            argv.extend([
+                "--debootstrap",
+                DEBOOTSTRAP_WRAPPER,
+                "--debootstrap-opt=--variant=minbase",
+                &debian_include,
+            ]);
         }
         Distribution::Arch => argv.extend(["arch", "--arch", arch]),
         Distribution::Gentoo => argv.extend(["gentoo", "--arch", arch]),
@@ -329,7 +343,39 @@ fn files(input: &PlanInput) -> Vec<PlanFile> {
         &input.host_key_private,
         &input.host_key_public,
     ));
+    if uses_systemd(input.distribution) {
+        files.extend(input.root_files.iter().map(|file| PlanFile {
+            path: format!("{GUEST_DIR}/root/{}", file.path),
+            ..file.clone()
+        }));
+    }
+    if input.distribution == Distribution::Debian {
+        files.push(PlanFile {
+            path: format!("bin/{DEBOOTSTRAP_WRAPPER}"),
+            mode: 0o755,
+            contents: format!(
+                "{DEBOOTSTRAP_HEAD}initramfs_config() {{\n{}}}\n{DEBOOTSTRAP_RUN}",
+                crate::boot_tuning::INITRAMFS_CONFIG
+            ),
+        });
+    }
     files
+}
+
+/// The distributions whose new system runs systemd (Gentoo's runs OpenRC).
+fn uses_systemd(distribution: Distribution) -> bool {
+    distribution != Distribution::Gentoo
+}
+
+/// What debootstrap adds to its minimal base for Debian: every kvmx guest's
+/// packages ([`crate::bootstrap::BASE_PACKAGES`]), but the kernel and
+/// initramfs-tools, which image-bootstrap names itself.
+fn debian_packages() -> Vec<&'static str> {
+    crate::bootstrap::BASE_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !package.starts_with("linux-image-") && *package != "initramfs-tools")
+        .collect()
 }
 
 /// The files [`TRUST_BODY`] copies into a new system, in the folder
@@ -390,14 +436,18 @@ fn chroot_hook(input: &PlanInput) -> String {
     hook.push_str(SSHD_INCLUDE);
     hook.push_str(services);
     hook.push_str(GRUB_SERIAL);
-    if input.distribution == Distribution::Arch {
-        hook.push_str(ARCH_RESOLV_CONF);
+    if uses_systemd(input.distribution) {
+        hook.push_str(RESOLVED_LINK);
     }
     hook
 }
 
 fn post_hook(input: &PlanInput) -> String {
-    format!("{POST_HEAD}{}{TRUST_BODY}", user_vars(input))
+    let mut hook = format!("{POST_HEAD}{}{TRUST_BODY}", user_vars(input));
+    if uses_systemd(input.distribution) && !input.root_files.is_empty() {
+        hook.push_str(ROOT_FILES_COPY);
+    }
+    hook
 }
 
 /// The script's head: the password file from standard input, then
@@ -424,6 +474,9 @@ fi
 # image-bootstrap runs the hooks only from folders that no one but root
 # may write to.
 chmod 0755 chroot chroot/* post post/*
+# kvmx's own commands (Debian's debootstrap wrapper).
+PATH="$KVMX_WORK/bin:$PATH"
+export PATH
 "#;
 
 const CHROOT_HEAD: &str = r#"#!/bin/sh
@@ -432,11 +485,8 @@ const CHROOT_HEAD: &str = r#"#!/bin/sh
 set -eu
 "#;
 
-const DEBIAN_PACKAGES: &str = r#"# sshd, sudo, the QEMU guest agent, and dbus for logind (which powers off
-# on the ACPI power button).
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-    openssh-server sudo qemu-guest-agent dbus libpam-systemd
-"#;
+/// Debian's packages come with debootstrap ([`debian_packages`]).
+const DEBIAN_PACKAGES: &str = "# The packages came with debootstrap: no apt run here.\n";
 
 const ARCH_PACKAGES: &str = r#"# sshd, sudo and the QEMU guest agent; systemd's logind powers off on the
 # ACPI power button.
@@ -482,13 +532,15 @@ if ! grep -q '^Include[[:space:]]*/etc/ssh/sshd_config.d/' /etc/ssh/sshd_config;
 fi
 "#;
 
-const SYSTEMD_SERVICES_DEBIAN: &str = r#"# Services, and a login on the serial console. Units without an [Install]
-# section (the guest agent's) are started by udev when their device shows.
+const SYSTEMD_SERVICES_DEBIAN: &str = r#"# Services, the network (networkd's file comes with the post hook), and a
+# login on the serial console. Units without an [Install] section (the
+# guest agent's) are started by udev when their device shows.
 for unit in ssh.service qemu-guest-agent.service; do
     if grep -qs '^\[Install\]' "/lib/systemd/system/$unit" "/usr/lib/systemd/system/$unit"; then
         systemctl enable "$unit"
     fi
 done
+systemctl enable systemd-networkd.service systemd-resolved.service
 systemctl enable serial-getty@ttyS0.service
 "#;
 
@@ -532,8 +584,42 @@ fi
 sed -i "/^[[:space:]]*linux[[:space:]]/ s,root=[^[:space:]]*,root=UUID=$uuid," /boot/grub/grub.cfg
 "#;
 
-const ARCH_RESOLV_CONF: &str = r#"# Name servers from systemd-resolved. Last: the chroot has no DNS after it.
+const RESOLVED_LINK: &str = r#"# Name servers from systemd-resolved. Last: the chroot has no DNS after it.
 ln -sf /run/systemd/resolve/stub-resolv.conf /etc/resolv.conf
+rm -f /etc/.resolv.conf.systemd-resolved.bak
+"#;
+
+/// Copies the files of [`PlanInput::root_files`] into the new system,
+/// replacing what is there (a link included).
+const ROOT_FILES_COPY: &str = r#"# The network's files, made as for every kvmx guest.
+cp -R --preserve=mode --remove-destination "$from/root/." "$root/"
+"#;
+
+/// The command image-bootstrap runs instead of `debootstrap`, from the
+/// work folder's `bin` (on the script's `PATH`).
+const DEBOOTSTRAP_WRAPPER: &str = "kvmx-debootstrap";
+
+/// Its head; then `initramfs_config` is defined from
+/// [`crate::boot_tuning::INITRAMFS_CONFIG`] and [`DEBOOTSTRAP_RUN`] follows.
+const DEBOOTSTRAP_HEAD: &str = r#"#!/bin/sh
+# kvmx: debootstrap for image-bootstrap, which passes the new system's
+# folder as the argument before the last (then the mirror).
+set -eu
+eval "target=\${$(($# - 1))}"
+"#;
+
+/// The wrapper's body. Before debootstrap: the small initramfs's config,
+/// so the kernel's postinst builds it once and small (under emulation the
+/// full one takes many minutes). After it: `/etc/resolv.conf` as a plain
+/// file again, which image-bootstrap writes for the chroot's apt
+/// (systemd-resolved's postinst made it a link into `/run`, empty until
+/// boot); the chroot hook links it back.
+const DEBOOTSTRAP_RUN: &str = r#"initramfs_config "$target"
+debootstrap "$@"
+rm -f "$target/etc/resolv.conf"
+# image-bootstrap writes /etc/network/interfaces, which minbase has no
+# folder for (networkd is used, not ifupdown).
+mkdir -p "$target/etc/network"
 "#;
 
 const POST_HEAD: &str = r#"#!/bin/sh
@@ -589,6 +675,11 @@ mod tests {
             mirror: Some("https://deb.debian.org/debian/".into()),
             suite: "bookworm".into(),
             arch: "amd64".into(),
+            root_files: vec![PlanFile {
+                path: "etc/systemd/network/80-kvmx.network".into(),
+                mode: 0o644,
+                contents: "[Match]\nType=ether\n\n[Network]\nDHCP=yes\n".into(),
+            }],
         }
     }
 
@@ -621,6 +712,61 @@ mod tests {
     #[test]
     fn image_bootstrap_gentoo_plan() {
         insta::assert_snapshot!(render(&plan(&input(Distribution::Gentoo))));
+    }
+
+    /// The wrapper runs with a stand-in `debootstrap` that records what it
+    /// found and makes resolv.conf the link systemd-resolved's postinst
+    /// makes.
+    #[test]
+    fn image_bootstrap_debootstrap_wrapper_prepares_the_initramfs_and_hands_back_resolv_conf() {
+        let plan = plan(&input(Distribution::Debian));
+        let wrapper = plan
+            .files
+            .iter()
+            .find(|file| file.path == format!("bin/{DEBOOTSTRAP_WRAPPER}"))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        std::fs::write(bin.join(DEBOOTSTRAP_WRAPPER), &wrapper.contents).unwrap();
+        std::fs::write(
+            bin.join("debootstrap"),
+            "#!/bin/sh\n\
+             eval \"target=\\${$(($# - 1))}\"\n\
+             echo \"$@\" > \"$target/args\"\n\
+             cat \"$target/etc/initramfs-tools/conf.d/kvmx\" > \"$target/seen\"\n\
+             ln -s ../run/systemd/resolve/stub-resolv.conf \"$target/etc/resolv.conf\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            bin.join("debootstrap"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir(&target).unwrap();
+        let status = std::process::Command::new("sh")
+            .arg(bin.join(DEBOOTSTRAP_WRAPPER))
+            .args(["--arch", "amd64", "--include=a,b", "bookworm"])
+            .arg(&target)
+            .arg("http://deb.debian.org/debian/")
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let read = |name: &str| std::fs::read_to_string(target.join(name)).unwrap();
+        assert_eq!(
+            read("args").trim_end(),
+            format!(
+                "--arch amd64 --include=a,b bookworm {} http://deb.debian.org/debian/",
+                target.display()
+            )
+        );
+        assert!(read("seen").contains("MODULES=list"), "{}", read("seen"));
+        assert!(target.join("etc/initramfs-tools/hooks/kvmx-disk").is_file());
+        assert!(target.join("etc/resolv.conf").symlink_metadata().is_err());
+        assert!(target.join("etc/network").is_dir());
     }
 
     const ALL: [Distribution; 3] = [

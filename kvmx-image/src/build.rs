@@ -392,17 +392,7 @@ impl ImageBuilder {
         };
         let hostname = self.hostname();
 
-        let (client_public, host_key, password, extra) =
-            timer.run(Stage::Keys, &self.cancel, || {
-                let client = keys::client_key(&self.paths, &self.name)?;
-                let host = keys::new_host_key(&hostname)?;
-                let password = GuestPassword::from_config(&self.config.vm.password)?;
-                let extra = match &self.config.ssh.authorized_key {
-                    Some(setting) => Some(keys::extra_authorized_key(setting)?),
-                    None => None,
-                };
-                Ok(((client, host, password, extra), None))
-            })?;
+        let (client_public, host_key, password, extra) = self.new_secrets(timer, &hostname)?;
 
         let work = self.work_dir(&image)?;
         let mut spec = BootstrapSpec::from_config(create);
@@ -682,15 +672,7 @@ impl ImageBuilder {
             Ok((image, None))
         })?;
         let hostname = self.hostname();
-        let (client_public, host_key, extra) = timer.run(Stage::Keys, &self.cancel, || {
-            let client = keys::client_key(&self.paths, &self.name)?;
-            let host = keys::new_host_key(&hostname)?;
-            let extra = match &self.config.ssh.authorized_key {
-                Some(setting) => Some(keys::extra_authorized_key(setting)?),
-                None => None,
-            };
-            Ok(((client, host, extra), None))
-        })?;
+        let (client_public, host_key, password, extra) = self.new_secrets(timer, &hostname)?;
         let (builder, builder_image) = self.prepare_builder(runner, timer)?;
         let work = self.work_dir(&image)?;
         let raw = work.path().join("disk.raw");
@@ -748,8 +730,14 @@ impl ImageBuilder {
                     serials::TARGET
                 ),
                 // image-bootstrap wants a root password: a random one,
-                // known to nobody, keeps root's login shut.
-                stdin: format!("{}\n", Passphrase::random().expose()).into_bytes(),
+                // known to nobody, keeps root's login shut. The user's
+                // password hash follows (an empty line: locked).
+                stdin: format!(
+                    "{}\n{}\n",
+                    Passphrase::random().expose(),
+                    password.hash.as_deref().unwrap_or_default()
+                )
+                .into_bytes(),
                 timeout: IMAGE_BOOTSTRAP_DEADLINE,
             };
             self.run_builder(builder.as_ref(), &builder_image, &job, runner, observer)?;
@@ -763,12 +751,12 @@ impl ImageBuilder {
                 None => std::fs::rename(&raw, &image)
                     .map_err(Error::io("rename the image to", &image))?,
             }
-            self.write_trust(&keys::known_hosts(&self.name, &host_key.public))?;
-            self.forget_secrets();
+            self.keep_trust(&host_key.public, None, &password)?;
             Ok(((), None))
         })?;
         drop(work);
-        Ok(self.whole_disk_report(image, None, self.paths.create_log()))
+        let password_file = password.random.map(|_| self.paths.password_file());
+        Ok(self.whole_disk_report(image, password_file, self.paths.create_log()))
     }
 
     /// The guest network's files, as a plain build writes them, for a
@@ -859,6 +847,26 @@ impl ImageBuilder {
             .hostname
             .as_ref()
             .map_or_else(|| self.name.to_string(), ToString::to_string)
+    }
+
+    /// The keys and password of a new image: the VM's client key (its
+    /// public line), a new host key, the user's password and the extra
+    /// authorized key of the config.
+    fn new_secrets(
+        &self,
+        timer: &mut Timer,
+        hostname: &str,
+    ) -> Result<(String, keys::HostKey, GuestPassword, Option<String>)> {
+        timer.run(Stage::Keys, &self.cancel, || {
+            let client = keys::client_key(&self.paths, &self.name)?;
+            let host = keys::new_host_key(hostname)?;
+            let password = GuestPassword::from_config(&self.config.vm.password)?;
+            let extra = match &self.config.ssh.authorized_key {
+                Some(setting) => Some(keys::extra_authorized_key(setting)?),
+                None => None,
+            };
+            Ok(((client, host, password, extra), None))
+        })
     }
 
     /// What a new image's guest needs kept on the host: its host key in

@@ -443,7 +443,7 @@ fn chroot_hook(input: &PlanInput) -> String {
 }
 
 fn post_hook(input: &PlanInput) -> String {
-    let mut hook = format!("{POST_HEAD}{}{TRUST_BODY}", user_vars(input));
+    let mut hook = format!("{POST_HEAD}{}{TRUST_BODY}{USER_PASSWORD}", user_vars(input));
     if uses_systemd(input.distribution) && !input.root_files.is_empty() {
         hook.push_str(ROOT_FILES_COPY);
     }
@@ -454,19 +454,26 @@ fn post_hook(input: &PlanInput) -> String {
 /// image-bootstrap's command (followed by the quoted argv).
 const RUN_HEAD: &str = r#"#!/bin/sh
 # Writes a new system onto the device $2 with image-bootstrap, from the
-# files in the work folder $1. The root password is the first line of
-# standard input; it goes into a 0600 file removed on exit, never into a
-# command line or the environment.
+# files in the work folder $1. Standard input holds the root password,
+# then the user's password hash (an empty line: locked); each goes into a
+# 0600 file removed on exit, never into a command line or the environment
+# (the shell's builtin read and printf carry them).
 set -eu
 work=$1
 device=$2
 cd "$work"
 KVMX_WORK=$(pwd -P)
 export KVMX_WORK
-trap 'rm -f root-password' EXIT
+trap 'rm -f root-password user-password' EXIT
 trap 'exit 130' HUP INT TERM
-rm -f root-password
-(umask 077 && head -n 1 > root-password)
+rm -f root-password user-password
+(
+    umask 077
+    IFS= read -r line || true
+    printf '%s\n' "$line" > root-password
+    IFS= read -r line || true
+    printf '%s\n' "$line" > user-password
+)
 if ! grep -q . root-password; then
     echo "kvmx: no root password on standard input" >&2
     exit 1
@@ -644,6 +651,14 @@ install -m 0600 "$from/authorized_keys" "$root/home/$user/.ssh/authorized_keys"
 chown -R "$uid:$gid" "$root/home/$user/.ssh"
 "#;
 
+/// Sets the user's password hash the script read, when there is one (the
+/// chroot hook left the password locked).
+const USER_PASSWORD: &str = r#"# The user's password, when it has one: its hash, from the host.
+if grep -q . "$KVMX_WORK/user-password"; then
+    printf '%s:%s\n' "$user" "$(cat "$KVMX_WORK/user-password")" | chroot "$root" chpasswd -e
+fi
+"#;
+
 /// sshd's drop-in: the given host key, keys only, no root.
 const SSHD_DROP_IN: &str = "HostKey /etc/ssh/ssh_host_ed25519_key\n\
                             PasswordAuthentication no\n\
@@ -812,16 +827,19 @@ mod tests {
             // The script writes that file from stdin, 0600, and removes it.
             assert!(
                 plan.script
-                    .contains("(umask 077 && head -n 1 > root-password)")
+                    .contains("printf '%s\\n' \"$line\" > root-password")
             );
-            assert!(plan.script.contains("trap 'rm -f root-password' EXIT"));
+            assert!(
+                plan.script
+                    .contains("trap 'rm -f root-password user-password' EXIT")
+            );
             // No file of the plan is the password file.
             assert!(plan.files.iter().all(|f| f.path != PASSWORD_FILE));
         }
     }
 
     #[test]
-    fn image_bootstrap_script_reads_the_password_from_stdin_into_a_private_file() {
+    fn image_bootstrap_script_reads_the_passwords_from_stdin_into_private_files() {
         let dir = tempfile::tempdir().unwrap();
         for hook in [CHROOT_HOOK, POST_HOOK] {
             let path = dir.path().join(hook);
@@ -829,7 +847,7 @@ mod tests {
             std::fs::write(path, "").unwrap();
         }
         let script = format!(
-            "{RUN_HEAD}stat -c %a root-password\ncat root-password\nprintf '%s\\n' \"$KVMX_WORK\"\n"
+            "{RUN_HEAD}stat -c %a root-password user-password\ncat root-password user-password\nprintf '%s\\n' \"$KVMX_WORK\"\n"
         );
         let mut child = std::process::Command::new("sh")
             .arg("-c")
@@ -846,16 +864,20 @@ mod tests {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"s3cret 'pw'\nnot read\n")
+            .write_all(b"s3cret 'pw'\n$y$j9T$salt$hash\nnot read\n")
             .unwrap();
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{output:?}");
         let dir_path = dir.path().canonicalize().unwrap();
         assert_eq!(
             String::from_utf8(output.stdout).unwrap(),
-            format!("600\ns3cret 'pw'\n{}\n", dir_path.display())
+            format!(
+                "600\n600\ns3cret 'pw'\n$y$j9T$salt$hash\n{}\n",
+                dir_path.display()
+            )
         );
         assert!(!dir.path().join(PASSWORD_FILE).exists());
+        assert!(!dir.path().join("user-password").exists());
     }
 
     #[test]

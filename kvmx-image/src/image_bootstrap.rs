@@ -622,7 +622,17 @@ eval "target=\${$(($# - 1))}"
 /// (systemd-resolved's postinst made it a link into `/run`, empty until
 /// boot); the chroot hook links it back.
 const DEBOOTSTRAP_RUN: &str = r#"initramfs_config "$target"
-debootstrap "$@"
+# debootstrap keeps only the last --include: image-bootstrap's (kernel,
+# initramfs-tools, GRUB) and kvmx's (--debootstrap-opt) become one.
+includes=
+for arg do
+    shift
+    case $arg in
+        --include=*) includes=${includes:+$includes,}${arg#--include=} ;;
+        *) set -- "$@" "$arg" ;;
+    esac
+done
+debootstrap ${includes:+"--include=$includes"} "$@"
 rm -f "$target/etc/resolv.conf"
 # image-bootstrap writes /etc/network/interfaces, which minbase has no
 # folder for (networkd is used, not ifupdown).
@@ -763,7 +773,8 @@ mod tests {
         std::fs::create_dir(&target).unwrap();
         let status = std::process::Command::new("sh")
             .arg(bin.join(DEBOOTSTRAP_WRAPPER))
-            .args(["--arch", "amd64", "--include=a,b", "bookworm"])
+            .args(["--arch", "amd64", "--include=a,b", "--variant=minbase"])
+            .args(["--include=c", "bookworm"])
             .arg(&target)
             .arg("http://deb.debian.org/debian/")
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
@@ -774,7 +785,7 @@ mod tests {
         assert_eq!(
             read("args").trim_end(),
             format!(
-                "--arch amd64 --include=a,b bookworm {} http://deb.debian.org/debian/",
+                "--include=a,b,c --arch amd64 --variant=minbase bookworm {} http://deb.debian.org/debian/",
                 target.display()
             )
         );

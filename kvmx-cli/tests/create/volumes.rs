@@ -245,16 +245,25 @@ fn a_debian_image_made_by_image_bootstrap_boots_and_answers_ssh() {
     let log = std::fs::read_to_string(home.data("e2e-ib").join("create.log")).unwrap();
     assert!(log.contains("image-bootstrap"), "{log}");
     kvmx_ok(&home, &project, &["up"]);
+    // The user, sudo, the services and DNS as on every kvmx guest, and the
+    // user's random password set (its hash in shadow, its text on the host).
     let out = kvmx_ok(
         &home,
         &project,
         &[
             "ssh",
             "--",
-            "id -un; sudo -n true && echo sudo-ok; systemctl is-active ssh",
+            "id -un; sudo -n true && echo sudo-ok; \
+             systemctl is-active ssh systemd-networkd systemd-resolved; \
+             readlink /etc/resolv.conf; sudo -n grep -c '^dev:[$]' /etc/shadow",
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text, "dev\nsudo-ok\nactive\n");
+    assert_eq!(
+        text,
+        "dev\nsudo-ok\nactive\nactive\nactive\n/run/systemd/resolve/stub-resolv.conf\n1\n"
+    );
+    let password = path(&report["password_file"]);
+    assert!(std::fs::read_to_string(&password).unwrap().trim().len() >= 12);
     kvmx_ok(&home, &project, &["stop"]);
 }

@@ -4,7 +4,8 @@
 #                 package set and sources               (goal <= 1.15)
 #   warm ratio  = kvmx-create again, the cache filled / kvmx-create cold
 #                                                        (goal <= 0.2)
-#   then the builder VM paths (see the end; BUILDER=0 skips them)
+#   then the builder VM paths (see the end; BUILDER=0 skips them, BASE=0
+#   skips the two ratios above)
 # usage: bench/create.sh [path/to/kvmx-create]
 # Run it as the user who builds images (mmdebstrap's unshare mode without
 # root). Needs network access to the Debian mirror.
@@ -32,6 +33,7 @@ create() {
     (cd "$work/project" && KVMX_HOME=$work/home KVMX_CACHE_DIR=$work/cache "$bin" --json "$@")
 }
 
+if [ "${BASE:-1}" = 1 ]; then
 echo "kvmx-create cold (empty cache)..." >&2
 t0=$(now); create > "$work/cold.json"; t1=$(now)
 cold=$(elapsed "$t0" "$t1")
@@ -74,6 +76,7 @@ printf 'kvmx-create cold      %8s s\n' "$cold"
 printf 'kvmx-create warm      %8s s\n' "$warm"
 printf 'cold / mmdebstrap     %8s   (goal <= 1.15)\n' "$(ratio "$cold" "$plain")"
 printf 'warm / cold           %8s   (goal <= 0.2)\n' "$(ratio "$warm" "$cold")"
+fi
 
 # The builder VM's paths (BUILDER=0 skips them): LVM in LUKS cold (no
 # cached builder image) and warm (cached), each against the plain

@@ -5,7 +5,7 @@
 #   warm ratio  = kvmx-create again, the cache filled / kvmx-create cold
 #                                                        (goal <= 0.2)
 #   then the builder VM paths (see the end; BUILDER=0 skips them, BASE=0
-#   skips the two ratios above)
+#   skips the two ratios above, IB=0 the image-bootstrap build)
 # usage: bench/create.sh [path/to/kvmx-create]
 # Run it as the user who builds images (mmdebstrap's unshare mode without
 # root). Needs network access to the Debian mirror.
@@ -113,9 +113,12 @@ luks_cold=$(elapsed "$t0" "$t1")
 echo "LVM in LUKS, warm builder..." >&2
 t0=$(now); create_in luks; t1=$(now)
 luks_warm=$(elapsed "$t0" "$t1")
-echo "image-bootstrap Debian..." >&2
-t0=$(now); create_in ib; t1=$(now)
-ib=$(elapsed "$t0" "$t1")
+ib=skipped
+if [ "${IB:-1}" = 1 ]; then
+    echo "image-bootstrap Debian..." >&2
+    t0=$(now); create_in ib; t1=$(now)
+    ib=$(elapsed "$t0" "$t1")
+fi
 
 printf 'plain (LVM/LUKS packages) %8s s\n' "$plain_lvm"
 printf 'LVM+LUKS cold builder     %8s s  %s x plain\n' "$luks_cold" "$(ratio "$luks_cold" "$plain_lvm")"

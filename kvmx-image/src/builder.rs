@@ -5,7 +5,7 @@
 //! The builder's image is made by the ordinary rootless path and cached
 //! under kvmx's cache folder, keyed like the bootstrap cache by everything
 //! that goes into it. Each job boots it on a fresh overlay with its disks
-//! attached, runs a script as root, and powers it off; running a VM is
+//! attached, runs a script as root, syncs and ends it; running a VM is
 //! kvmx-provision's business, so it comes in as a [`BuilderVm`].
 
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl std::fmt::Debug for BuilderJob {
 pub trait BuilderVm: std::fmt::Debug + Send + Sync {
     /// Boots `image` on a fresh overlay with the job's disks, runs its
     /// script as root with its input, hands each output line to `output`,
-    /// and powers the VM off. Nothing of the run is left afterwards,
+    /// and ends the VM once its disks are synced. Nothing of the run is left afterwards,
     /// whether it succeeds, fails or is cancelled.
     fn run(
         &self,

@@ -6,9 +6,12 @@
 //!
 //! GRUB reads only `/boot`, so it needs no cryptodisk support; the kernel
 //! and initrd links live there (`link_in_boot`), so kernel updates keep
-//! working. The initramfs, rebuilt in the builder once the devices exist,
-//! carries cryptsetup and lvm2 and asks for the passphrase on the serial
-//! console, where kvmx answers it.
+//! working. The system's own initramfs, made when it was bootstrapped,
+//! carries cryptsetup, lvm2 and the device-mapper modules (their packages'
+//! hooks put them in); the kernel command line names the LUKS volume
+//! (`cryptopts=`), so no initramfs is made in the builder, which under
+//! emulation took longer than everything else there. It asks for the
+//! passphrase on the serial console, where kvmx answers it.
 
 use camino::Utf8Path;
 use kvmx_core::config::{Create, Encryption, VolumeLayout};
@@ -181,9 +184,19 @@ impl VolumePlan {
         }
     }
 
-    /// The kernel command line.
+    /// The kernel command line. When encrypted, `cryptopts=` names the
+    /// LUKS volume for the initramfs's cryptroot script (as a crypttab
+    /// line would): the initramfs made with the system carries cryptsetup
+    /// and lvm2 already, but no crypttab, and is used as it is.
     pub fn kernel_cmdline(&self) -> String {
-        format!("root={} ro {CONSOLE_CMDLINE}", self.root_device())
+        let mut cmdline = format!("root={} ro {CONSOLE_CMDLINE}", self.root_device());
+        if self.luks() {
+            cmdline.push_str(&format!(
+                " cryptopts=target={CRYPT_NAME},source=UUID={},luks,discard",
+                self.luks_uuid
+            ));
+        }
+        cmdline
     }
 
     /// `/etc/fstab`.
@@ -210,8 +223,9 @@ impl VolumePlan {
         fstab
     }
 
-    /// `/etc/crypttab`, when encrypted. `initramfs` makes the initramfs
-    /// open it whatever the hook guesses about the root device.
+    /// `/etc/crypttab`, when encrypted, for the initramfs the guest makes
+    /// at kernel updates. `initramfs` makes the initramfs open it whatever
+    /// the hook guesses about the root device.
     pub fn crypttab(&self) -> Option<String> {
         self.luks().then(|| {
             format!(
@@ -228,8 +242,8 @@ impl VolumePlan {
     }
 
     /// The script run as root in the builder: partitions, LUKS, LVM, file
-    /// systems, the tree and the VM's files unpacked, the kernel links
-    /// moved to `/boot` and the initramfs rebuilt. The passphrase, when
+    /// systems, the tree and the VM's files unpacked and the kernel links
+    /// moved to `/boot`. The passphrase, when
     /// encrypted, is the first line of its standard input: it is never on
     /// a command line or in the environment.
     pub fn script(&self) -> String {
@@ -348,7 +362,8 @@ impl VolumePlan {
 
 /// The start of the builder script: helpers and the target disk.
 const SCRIPT_HEAD: &str = r#"set -eu
-say() { echo "== $*"; }
+start=$(date +%s)
+say() { echo "== $* (at $(($(date +%s) - start))s)"; }
 wait_for() {
     i=0
     while [ ! -b "$1" ]; do
@@ -369,8 +384,7 @@ wait_for "$disk"
 "#;
 
 /// The end of the builder script: the system unpacked, the kernel links
-/// put on `/boot`, the initramfs rebuilt with the devices in place, all
-/// unmounted.
+/// put on `/boot`, all synced and unmounted.
 const SCRIPT_TAIL: &str = r#"say 'unpacking the system'
 tar -C /target --numeric-owner -xpf "$rootfs"
 tar -C /target --numeric-owner -xpf "$overlay"
@@ -382,13 +396,6 @@ for link in vmlinuz initrd.img vmlinuz.old initrd.img.old; do
         rm "/target/$link"
     fi
 done
-say 'making the initramfs'
-mount --bind /dev /target/dev
-mount -t proc proc /target/proc
-mount -t sysfs sysfs /target/sys
-mount -t tmpfs tmpfs /target/run
-chroot /target update-initramfs -u -k all
-umount /target/run /target/sys /target/proc /target/dev
 sync
 umount -R /target
 "#;

@@ -21,12 +21,12 @@ use kvmx_image::volumes::Passphrase;
 
 use crate::guest::{Lines, OutputSink};
 use crate::qemu::ExtraDisk;
-use crate::{Error, ImagePolicy, StopOptions, UpOptions, Vm};
+use crate::{Error, ImagePolicy, UpOptions, Vm};
 
 /// How long the builder may take to answer SSH (a boot under TCG).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long its power-off may take before QEMU is ended.
-const POWER_OFF_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the guest's final `sync` may take.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The build of VM `name`'s image as kvmx-create, `kvmx up` and `kvmx
 /// install` do it: with the base box looked up, a [`QemuBuilder`] for what
@@ -165,6 +165,7 @@ impl BuilderVm for QemuBuilder {
             vm,
         };
         let vm = &guard.vm;
+        let booted = std::time::Instant::now();
         vm.up_with(
             &UpOptions::new()
                 .image(ImagePolicy::Fail)
@@ -173,6 +174,10 @@ impl BuilderVm for QemuBuilder {
             &mut Silent,
         )
         .map_err(|e| failed(e, "starting the builder VM"))?;
+        output(&format!(
+            "== the builder VM is up after {:.1}s",
+            booted.elapsed().as_secs_f64()
+        ));
         let guest = vm
             .guest()
             .map_err(|e| failed(e, "reaching the builder VM"))?;
@@ -203,14 +208,23 @@ impl BuilderVm for QemuBuilder {
                 cancelled: false,
             });
         }
-        vm.stop_with(
-            &StopOptions::new()
-                .skip_hooks(true)
-                .timeout(POWER_OFF_TIMEOUT)
-                .cancel(cancel.clone()),
-            &mut Silent,
-        )
-        .map_err(|e| failed(e, "powering the builder VM off"))?;
+        // The job's disks are raw files QEMU writes straight into
+        // (cache=unsafe skips only the flushes), and the builder's overlay
+        // is thrown away: once the guest has synced, nothing is lost by
+        // ending QEMU at once instead of waiting for a power-off. The
+        // guard ends it.
+        let synced = guest
+            .exec(&["sync"])
+            .timeout(SYNC_TIMEOUT)
+            .cancel(cancel)
+            .output()
+            .map_err(|e| failed(e, "syncing the builder VM's disks"))?;
+        if !synced.success() {
+            return Err(BuilderError {
+                message: "sync failed in the builder VM".into(),
+                cancelled: false,
+            });
+        }
         Ok(())
     }
 }

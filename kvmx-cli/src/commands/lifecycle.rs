@@ -28,10 +28,16 @@ pub fn up(args: &UpArgs, context: &Context, output: &Output) -> Result<(), Comma
     } else {
         ImagePolicy::Build
     };
+    // A running VM's disk is unlocked already: nothing to ask.
+    let passphrase = if vm.is_running() {
+        None
+    } else {
+        crate::passphrase::for_start(vm.config())?
+    };
     let options = UpOptions::new()
         .image(image)
         .up_to(up_to)
-        .passphrase(crate::passphrase::for_start(vm.config())?)
+        .passphrase(passphrase)
         .cancel(CancelFlag::on_signals()?);
     let outcome = vm.up_with(&options, &mut output.stages())?;
     let report = &outcome.start;

@@ -94,12 +94,12 @@ impl Vm {
         Ok(status)
     }
 
-    /// The state of the current run, `None` when QEMU does not run.
     /// Whether its QEMU runs (paused or not); cheaper than [`Vm::status`].
     pub fn is_running(&self) -> bool {
         matches!(self.running_state(), Ok(Some(_)))
     }
 
+    /// The state of the current run, `None` when QEMU does not run.
     pub(crate) fn running_state(&self) -> Result<Option<RunState>, Error> {
         match state::probe(&self.files)? {
             Probe::Free => Ok(None),

@@ -271,10 +271,14 @@ impl VolumePlan {
             s.push_str(&format!(
                 "say 'encrypting (LUKS2)'\n\
                  IFS= read -r passphrase\n\
+                 # The volume key, in memory only (/run) until the volume is open:\n\
+                 # opened with it, the slow key derivation runs once, not twice.\n\
+                 (umask 077 && head -c 64 /dev/urandom > /run/kvmx-volume-key)\n\
                  printf '%s' \"$passphrase\" | cryptsetup luksFormat --batch-mode --type luks2 \\\n\
                  \t--uuid {} --pbkdf argon2id --pbkdf-memory 131072 --iter-time 1000 \\\n\
-                 \t--key-file=- \"$main\"\n\
-                 printf '%s' \"$passphrase\" | cryptsetup open --key-file=- \"$main\" {CRYPT_NAME}\n\
+                 \t--key-size 512 --volume-key-file=/run/kvmx-volume-key --key-file=- \"$main\"\n\
+                 cryptsetup open --volume-key-file=/run/kvmx-volume-key \"$main\" {CRYPT_NAME}\n\
+                 rm -f /run/kvmx-volume-key\n\
                  passphrase=\n\
                  main=/dev/mapper/{CRYPT_NAME}\n",
                 q(&self.luks_uuid)

@@ -45,16 +45,25 @@ pub fn hash(plain: &str) -> Result<String> {
 }
 
 /// `length` random letters and digits, without the ones easily mistaken
-/// for each other (l, I, O, 0, 1).
+/// for each other (l, I, O, 0, 1), each equally likely.
 pub fn random_text(length: usize) -> String {
     use rand_core::RngCore;
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = vec![0u8; length];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect()
+    // Bytes at or above the last whole multiple of the alphabet's length
+    // are thrown away: `byte % len` on them would favour the first letters.
+    let limit = 256 - 256 % ALPHABET.len();
+    let mut text = String::with_capacity(length);
+    let mut bytes = [0u8; 64];
+    while text.len() < length {
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        for &byte in bytes.iter().filter(|&&byte| usize::from(byte) < limit) {
+            if text.len() == length {
+                break;
+            }
+            text.push(ALPHABET[usize::from(byte) % ALPHABET.len()] as char);
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -69,6 +78,19 @@ mod tests {
         let hash = password.hash.unwrap();
         assert!(hash.starts_with("$6$"));
         assert!(sha_crypt::sha512_check(&plain, &hash).is_ok());
+    }
+
+    #[test]
+    fn random_text_has_the_length_asked_for_from_the_alphabet() {
+        for length in [0, 1, 32, 200] {
+            let text = random_text(length);
+            assert_eq!(text.len(), length);
+            assert!(
+                text.chars()
+                    .all(|c| c.is_ascii_alphanumeric() && !"lIO01".contains(c)),
+                "{text}"
+            );
+        }
     }
 
     #[test]

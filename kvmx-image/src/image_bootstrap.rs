@@ -343,12 +343,10 @@ fn files(input: &PlanInput) -> Vec<PlanFile> {
         &input.host_key_private,
         &input.host_key_public,
     ));
-    if uses_systemd(input.distribution) {
-        files.extend(input.root_files.iter().map(|file| PlanFile {
-            path: format!("{GUEST_DIR}/root/{}", file.path),
-            ..file.clone()
-        }));
-    }
+    files.extend(root_files(input).iter().map(|file| PlanFile {
+        path: format!("{GUEST_DIR}/root/{}", file.path),
+        ..file.clone()
+    }));
     if input.distribution == Distribution::Debian {
         files.push(PlanFile {
             path: format!("bin/{DEBOOTSTRAP_WRAPPER}"),
@@ -365,6 +363,17 @@ fn files(input: &PlanInput) -> Vec<PlanFile> {
 /// The distributions whose new system runs systemd (Gentoo's runs OpenRC).
 fn uses_systemd(distribution: Distribution) -> bool {
     distribution != Distribution::Gentoo
+}
+
+/// The files of [`PlanInput::root_files`] that go into the new system:
+/// all of them for systemd's distributions, none for Gentoo (networkd's
+/// and resolved's files mean nothing to OpenRC).
+fn root_files(input: &PlanInput) -> &[PlanFile] {
+    if uses_systemd(input.distribution) {
+        &input.root_files
+    } else {
+        &[]
+    }
 }
 
 /// What debootstrap adds to its minimal base for Debian: every kvmx guest's
@@ -444,7 +453,7 @@ fn chroot_hook(input: &PlanInput) -> String {
 
 fn post_hook(input: &PlanInput) -> String {
     let mut hook = format!("{POST_HEAD}{}{TRUST_BODY}{USER_PASSWORD}", user_vars(input));
-    if uses_systemd(input.distribution) && !input.root_files.is_empty() {
+    if !root_files(input).is_empty() {
         hook.push_str(ROOT_FILES_COPY);
     }
     hook

@@ -43,6 +43,9 @@ pub const MASKED_UNITS: &[&str] = &[
     // Early module loads that udev, dmsetup or a mount do on demand.
     "modprobe@drm.service",
     "modprobe@dm_mod.service",
+    "modprobe@loop.service",
+    "modprobe@fuse.service",
+    "modprobe@configfs.service",
     // Debug file systems, mountable by hand.
     "sys-kernel-debug.mount",
     "sys-kernel-tracing.mount",
@@ -54,6 +57,25 @@ pub const MASKED_UNITS: &[&str] = &[
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
 ];
+
+/// Modules the kernel would load at boot for devices and CPU features a
+/// kvmx VM has but does not use, written to `/etc/modprobe.d`. `blacklist`
+/// stops only the automatic load by alias (udev's coldplug, networkd's
+/// nl80211 lookup), so `modprobe NAME` still loads one by hand. Under TCG
+/// their loading and init took about 5 s of the boot to SSH: networkd
+/// waited on cfg80211's certificates and regulatory lookup, and `-cpu max`
+/// shows SVM, which pulls in kvm_amd, kvm and ccp (nested guests under
+/// emulation are not worth their boot cost).
+pub const MODPROBE_BLACKLIST: &str = "\
+# Written by kvmx: devices a VM has but does not use. `modprobe NAME` still
+# loads one of these by hand.
+blacklist cfg80211
+blacklist floppy
+blacklist pcspkr
+blacklist i2c_piix4
+blacklist kvm_amd
+blacklist kvm_intel
+";
 
 /// A drop-in for `ssh.service`: no `sshd -t` config check before the
 /// start (one sshd run less on the way to the first login; a bad config

@@ -692,7 +692,7 @@ impl ImageBuilder {
                 mirror: Some(http_mirror(&create.mirror)),
                 suite: create.suite.clone(),
                 arch: create.arch.clone(),
-                root_files: self.network_files()?,
+                root_files: self.root_files()?,
             });
             let files = work.path().join("files.tar");
             let mut tar = crate::overlay::Overlay::new();
@@ -759,11 +759,12 @@ impl ImageBuilder {
         Ok(self.whole_disk_report(image, password_file, self.paths.create_log()))
     }
 
-    /// The guest network's files, as a plain build writes them, for a
-    /// system another tool made.
-    fn network_files(&self) -> Result<Vec<image_bootstrap::PlanFile>> {
+    /// The guest network's files and the module blacklist, as a plain
+    /// build writes them, for a system another tool made.
+    fn root_files(&self) -> Result<Vec<image_bootstrap::PlanFile>> {
         let mut overlay = crate::overlay::Overlay::new();
         crate::guest::network_files(&mut overlay, &(&self.config.network).into())?;
+        crate::guest::module_blacklist(&mut overlay);
         Ok(overlay
             .entries()
             .iter()

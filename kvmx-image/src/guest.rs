@@ -111,6 +111,15 @@ pub(crate) fn network_files(overlay: &mut Overlay, net: &GuestNetwork) -> Result
     Ok(())
 }
 
+/// The modules a VM does not load at boot ([`boot_tuning::MODPROBE_BLACKLIST`]).
+pub(crate) fn module_blacklist(overlay: &mut Overlay) {
+    overlay.file(
+        "etc/modprobe.d/kvmx-vm.conf",
+        0o644,
+        boot_tuning::MODPROBE_BLACKLIST,
+    );
+}
+
 /// The kernel command line: root by UUID, console on the serial port.
 pub fn kernel_cmdline(root_uuid: &str) -> String {
     format!("root=UUID={root_uuid} ro {CONSOLE_CMDLINE}")
@@ -291,9 +300,10 @@ impl GuestSetup {
             );
     }
 
-    /// The units a headless VM does without, and sshd's start trimmed
-    /// ([`boot_tuning`]).
+    /// The units and modules a headless VM does without, and sshd's start
+    /// trimmed ([`boot_tuning`]).
     fn boot_units(overlay: &mut Overlay) {
+        module_blacklist(overlay);
         for unit in boot_tuning::MASKED_UNITS {
             overlay.symlink(&format!("etc/systemd/system/{unit}"), "/dev/null");
         }
@@ -430,6 +440,7 @@ mod tests {
             text(&overlay, "etc/systemd/system/ssh.service.d/kvmx-boot.conf"),
             "[Service]\nExecStartPre=\n"
         );
+        assert!(text(&overlay, "etc/modprobe.d/kvmx-vm.conf").contains("\nblacklist cfg80211\n"));
     }
 
     #[test]

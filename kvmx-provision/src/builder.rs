@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::CancelFlag;
 use kvmx_core::config::ImageFormat;
 use kvmx_core::config::values::VmName;
-use kvmx_core::layout::Layout;
+use kvmx_core::layout::{DirectBoot, Layout};
 use kvmx_core::observe::{Silent, Stream};
 use kvmx_core::process::Runner;
 use kvmx_image::ImageBuilder;
@@ -87,6 +87,7 @@ impl QemuBuilder {
             &image.image,
             ImageFormat::Qcow2,
         )?;
+        link_direct_boot(&image.image, &overlay)?;
         let builder_key = image.paths.ssh_key();
         let key = std::fs::read(&builder_key).map_err(Error::io("read", &builder_key))?;
         kvmx_image::keys::write_private(&paths.ssh_key(), &key)?;
@@ -112,6 +113,22 @@ impl QemuBuilder {
             .collect();
         Ok(vm)
     }
+}
+
+/// Links the kernel, initrd and command line that `image` boots with (a
+/// direct boot) beside `overlay`, where the run's VM looks for them.
+fn link_direct_boot(image: &Utf8Path, overlay: &Utf8Path) -> Result<(), Error> {
+    let (from, to) = (DirectBoot::beside(image), DirectBoot::beside(overlay));
+    for (file, link) in [
+        (&from.kernel, &to.kernel),
+        (&from.initrd, &to.initrd),
+        (&from.cmdline, &to.cmdline),
+    ] {
+        if file.exists() {
+            std::os::unix::fs::symlink(file, link).map_err(Error::io("link", link))?;
+        }
+    }
+    Ok(())
 }
 
 /// Ends a run's VM and removes its folders when dropped.

@@ -75,6 +75,21 @@ fn a_debian_guest_lives_its_whole_life() {
         run_ok(&sandbox, &project, &["ssh", "--", "hostname"]).trim(),
         "life"
     );
+    // The boot tuning holds in a booted guest: the blacklisted modules
+    // (networkd's nl80211 lookup used to pull in cfg80211) stay out, a
+    // masked unit stays off, and `modprobe` still loads one by hand.
+    let tuning = run_ok(
+        &sandbox,
+        &project,
+        &[
+            "ssh",
+            "--",
+            "lsmod | grep -E '^(cfg80211|floppy|pcspkr|kvm_amd|kvm_intel) ' ; \
+             systemctl is-enabled apt-daily.timer; \
+             sudo modprobe pcspkr && lsmod | grep -c '^pcspkr '",
+        ],
+    );
+    assert_eq!(tuning, "masked\n1\n");
     let exit = sandbox
         .kvmx_in(&project)
         .args(["ssh", "--", "exit", "3"])

@@ -340,6 +340,9 @@ impl Runner {
 
     fn wait(&self, child: &mut Child, deadline: Duration) -> Ended {
         let start = Instant::now();
+        // Short tools (qemu-img create: a few ms) are seen ending at once;
+        // long ones are looked at every 50 ms.
+        let mut pause = Duration::from_millis(2);
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return Ended::Exited(status),
@@ -354,7 +357,8 @@ impl Runner {
                 stop(child);
                 return Ended::TimedOut;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 }

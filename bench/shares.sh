@@ -163,7 +163,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 in_guest() { kvmx run . "$work/measure.sh" "$1" "$entries" "$drop"; }
 ratio() { awk "BEGIN { printf \"%.2f\", $1 / $2 }"; }
 
-read -r disk_read disk_walk < <(in_guest /home/user/data)
+read -r disk_read disk_walk <<<"$(in_guest /home/user/data)"
 printf '%-16s %9s %7s %9s %7s\n' "where" "read (s)" "ratio" "walk (s)" "ratio"
 printf '%-16s %9s %7s %9s %7s\n' "guest disk" "$disk_read" "1.00" "$disk_walk" "1.00"
 row() {
@@ -171,7 +171,7 @@ row() {
 }
 measure() { # label guest-folder
     echo "measuring $1..." >&2
-    read -r r w < <(in_guest "$2")
+    read -r r w <<<"$(in_guest "$2")"
     row "$1" "$r" "$w"
 }
 for mount in default-kind 9p virtiofs; do
@@ -185,7 +185,7 @@ for variant in "${variants[@]}"; do
     measure "${variant%%|*}" "/mnt/${variant%%|*}"
 done
 # The guest's disk again: the load of a shared machine drifts during a run.
-read -r r w < <(in_guest /home/user/data)
+read -r r w <<<"$(in_guest /home/user/data)"
 row "guest disk again" "$r" "$w"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 [ -n "${QUICK:-}" ] && exit 0
@@ -194,5 +194,5 @@ for kind in nfs smb reverse-sshfs; do
 done
 echo "measuring sshfs (from the host)..." >&2
 host_drop="cd '$work/project' && '$bin' ssh -- '$drop'"
-read -r r w < <("$work/measure.sh" "$work/sshfs/data" "$entries" "$host_drop")
+read -r r w <<<"$("$work/measure.sh" "$work/sshfs/data" "$entries" "$host_drop")"
 row "sshfs (host)" "$r" "$w"

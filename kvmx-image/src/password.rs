@@ -56,12 +56,15 @@ pub fn random_text(length: usize) -> String {
     let mut bytes = [0u8; 64];
     while text.len() < length {
         rand_core::OsRng.fill_bytes(&mut bytes);
-        for &byte in bytes.iter().filter(|&&byte| usize::from(byte) < limit) {
-            if text.len() == length {
-                break;
-            }
-            text.push(ALPHABET[usize::from(byte) % ALPHABET.len()] as char);
-        }
+        let wanted = length - text.len();
+        text.extend(
+            bytes
+                .iter()
+                .map(|&byte| usize::from(byte))
+                .filter(|&byte| byte < limit)
+                .take(wanted)
+                .map(|byte| ALPHABET[byte % ALPHABET.len()] as char),
+        );
     }
     text
 }

@@ -4,7 +4,10 @@
 mod exit;
 mod master;
 
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use camino::Utf8PathBuf;
 
@@ -145,6 +148,21 @@ impl SshTarget {
             .arg("-P")
             .arg(self.port.to_string());
         command
+    }
+
+    /// Whether the guest's sshd greets a connection within `patience`: a
+    /// cheap test, without a login, of whether sshd listens yet. (QEMU's
+    /// user network accepts the connection itself and closes it, or holds
+    /// it, while the guest's port is closed; only sshd sends `SSH-`.)
+    pub fn greets(&self, patience: Duration) -> bool {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&address, patience) else {
+            return false;
+        };
+        let mut banner = [0u8; 4];
+        stream.set_read_timeout(Some(patience)).is_ok()
+            && stream.read_exact(&mut banner).is_ok()
+            && &banner == b"SSH-"
     }
 
     /// Whether the guest answers: logs in and runs `true`.

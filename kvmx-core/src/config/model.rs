@@ -154,7 +154,9 @@ impl<'de> Deserialize<'de> for Password {
 pub struct Hardware {
     /// Guest memory; a bare number counts MiB.
     pub memory: ByteSize,
-    /// Number of virtual CPUs.
+    /// Number of virtual CPUs. Two by default: under TCG each runs on a
+    /// host thread, so a boot's parallel start runs in parallel (a Debian
+    /// guest reached SSH in 23.5 s with two, 31.5 s with one).
     pub cpus: u16,
     /// Guest architecture.
     pub arch: Arch,
@@ -181,7 +183,7 @@ impl Default for Hardware {
     fn default() -> Self {
         Hardware {
             memory: ByteSize::gib(1),
-            cpus: 1,
+            cpus: 2,
             arch: Arch::X86_64,
             machine: "pc".into(),
             accelerator: Accelerator::Auto,

@@ -27,6 +27,16 @@ use kvmx_image::volumes::Passphrase;
 /// How long QEMU gets to open its QMP socket after it starts.
 const QEMU_START_DEADLINE: Duration = Duration::from_secs(15);
 
+/// How long one look for sshd's greeting waits, and the pause between
+/// looks: a booting guest's sshd is seen within a tenth of a second of
+/// listening.
+const SSH_GREETING_PATIENCE: Duration = Duration::from_millis(500);
+const GREETING_RETRY: Duration = Duration::from_millis(100);
+
+/// The pause after a login failed although sshd greeted (the user's key
+/// or PAM not ready yet).
+const LOGIN_RETRY: Duration = Duration::from_millis(500);
+
 /// What `up` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
@@ -448,7 +458,10 @@ impl Vm {
                     "the guest powered off or crashed during boot; see the console lines above",
                 ));
             }
-            if target.answers() {
+            // A login costs about a second of an emulated guest's CPU, so
+            // it is tried once sshd greets, which is polled often.
+            let greeted = target.greets(SSH_GREETING_PATIENCE);
+            if greeted && target.answers() {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -469,7 +482,7 @@ impl Vm {
                     hint,
                 ));
             }
-            std::thread::sleep(Duration::from_secs(1));
+            std::thread::sleep(if greeted { LOGIN_RETRY } else { GREETING_RETRY });
         }
     }
 

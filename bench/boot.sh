@@ -192,6 +192,7 @@ report() {
     printf '%-34s %10s\n' "root mounted (kernel clock)" "$(field "$up.guest" root_mount)"
     printf '%-34s %10s\n' "initramfs bytes" "$(field "$up.guest" initramfs)"
     printf '%-34s %10s\n' "GRUB menu wait (set timeout=)" "$(field "$up.guest" grub_timeout)"
+    echo "QEMU -kernel: $(sed -n '/^-kernel$/{n;s|.*/||;p;q}' "$work/$vm.args" | grep . || echo "none (the disk's GRUB)")"
     echo "kernel command line: $(field "$up.guest" cmdline)"
     echo "systemd-analyze: $(field "$up.guest" analyze)"
     echo "systemd-analyze blame (top 10):"

@@ -466,7 +466,10 @@ impl ImageBuilder {
         })?;
 
         let raw = work.path().join("disk.raw");
-        let direct = (create.bootloader == Bootloader::Direct)
+        // The guest's kernel and initrd beside the image: the only way to
+        // boot an image without a bootloader, and the fast way to boot one
+        // with GRUB (kvmx refreshes the copy from the guest as it stops).
+        let direct = (create.bootloader == Bootloader::Direct || volumes.is_none())
             .then(|| (work.path().join("vmlinuz"), work.path().join("initrd")));
         if let (Some(plan), Some((builder, image))) = (&volumes, &builder) {
             timer.run_observed(Stage::Volumes, &self.cancel, |observer| {
@@ -505,19 +508,17 @@ impl ImageBuilder {
         }
 
         timer.run(Stage::Bootloader, &self.cancel, || {
-            match create.bootloader {
-                Bootloader::Grub => {
-                    let prefix = match volumes {
-                        Some(_) => crate::volumes::GRUB_PREFIX,
-                        None => disk::GRUB_PREFIX,
-                    };
-                    disk::install_grub(&raw, work.path(), prefix, runner)?
-                }
-                Bootloader::Direct => {
-                    let cmdline = work.path().join("cmdline");
-                    std::fs::write(&cmdline, format!("{}\n", kernel_cmdline(&uuid)))
-                        .map_err(Error::io("write", &cmdline))?;
-                }
+            if create.bootloader == Bootloader::Grub {
+                let prefix = match volumes {
+                    Some(_) => crate::volumes::GRUB_PREFIX,
+                    None => disk::GRUB_PREFIX,
+                };
+                disk::install_grub(&raw, work.path(), prefix, runner)?
+            }
+            if direct.is_some() {
+                let cmdline = work.path().join("cmdline");
+                std::fs::write(&cmdline, format!("{}\n", kernel_cmdline(&uuid)))
+                    .map_err(Error::io("write", &cmdline))?;
             }
             Ok(((), None))
         })?;
@@ -953,7 +954,9 @@ impl ImageBuilder {
             let note = overlay.then(|| format!("overlay on {}", base.image));
             Ok((temp, note))
         })?;
-        let direct = base.bootloader == Bootloader::Direct;
+        // The base's kernel, its only one or the copy of a GRUB image's.
+        let direct = base.bootloader == Bootloader::Direct
+            || DirectBoot::beside(&base.image).kernel.exists();
         timer.run(Stage::Finish, &self.cancel, || {
             let from = DirectBoot::beside(&base.image);
             let to = DirectBoot::beside(&image);

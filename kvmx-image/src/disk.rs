@@ -67,9 +67,11 @@ mkdir "$tree"
 # devtmpfs on /dev.
 tar -C "$tree" --numeric-owner -xpf "$2" --exclude='./dev/*'
 tar -C "$tree" --numeric-owner -xpf "$3"
+# The kernel copy keeps the guest's dates, which kvmx compares with the
+# guest's before each stop.
 if [ -n "$8" ]; then
-    cp -L "$tree/vmlinuz" "$8"
-    cp -L "$tree/initrd.img" "$9"
+    cp -L --preserve=timestamps "$tree/vmlinuz" "$8"
+    cp -L --preserve=timestamps "$tree/initrd.img" "$9"
 fi
 # GRUB 2.06 cannot read metadata_csum_seed or orphan_file.
 mkfs.ext4 -q -F -L root -U "$7" -b 4096 -O ^metadata_csum_seed,^orphan_file \

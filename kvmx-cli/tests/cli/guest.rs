@@ -64,6 +64,19 @@ fn a_debian_guest_lives_its_whole_life() {
         assert!(!note.is_empty(), "auto chose TCG without a reason: {up}");
     }
     assert_eq!(status(&sandbox, &project)["state"], "running");
+    // The image has GRUB, but the copy of its kernel kvmx keeps beside it
+    // boots, uncompressed, through its PVH entry.
+    let data = sandbox.root().join("kvmx/data/life");
+    let pid = status(&sandbox, &project)["pid"].as_i64().unwrap();
+    let qemu = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = qemu.split(|&b| b == 0).collect();
+    let kernel = args
+        .iter()
+        .position(|a| *a == b"-kernel")
+        .map(|i| args[i + 1]);
+    let pvh = data.join("box.img.vmlinuz.pvh");
+    assert_eq!(kernel, Some(pvh.to_str().unwrap().as_bytes()));
+    assert!(data.join("box.img").exists() && data.join("box.img.initrd").exists());
 
     run_ok(&sandbox, &project, &["suspend"]);
     assert_eq!(status(&sandbox, &project)["state"], "paused");
@@ -97,13 +110,33 @@ fn a_debian_guest_lives_its_whole_life() {
         .unwrap();
     assert_eq!(exit.status.code(), Some(3));
 
+    // A new initrd in the guest (as a kernel update or update-initramfs
+    // makes one; zeros are padding to the kernel's unpacker) is copied
+    // beside the image as the guest stops, and the next boot uses it.
+    let initrd = run_ok(
+        &sandbox,
+        &project,
+        &[
+            "ssh",
+            "--",
+            "sudo sh -c 'head -c 512 /dev/zero >> \"$(readlink -f /initrd.img)\"' && stat -L -c %s /initrd.img",
+        ],
+    );
+    let initrd_size: u64 = initrd.trim().parse().unwrap();
+
     // The guest powers off by ACPI.
     let stop: serde_json::Value =
         serde_json::from_str(&run_ok(&sandbox, &project, &["stop", "--json"])).unwrap();
     assert_eq!(stop["stopped_by"], "acpi-powerdown");
     assert_eq!(status(&sandbox, &project)["state"], "stopped");
+    let copy = std::fs::metadata(data.join("box.img.initrd")).unwrap();
+    assert_eq!(
+        copy.len(),
+        initrd_size,
+        "the copy follows the guest's initrd"
+    );
 
-    // The second start boots the same image.
+    // The second start boots the same image, with the new initrd.
     let again: serde_json::Value =
         serde_json::from_str(&run_ok(&sandbox, &project, &["up", "--json"])).unwrap();
     assert_eq!(again["started"], true);

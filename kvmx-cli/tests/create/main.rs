@@ -61,8 +61,11 @@ fn path(value: &serde_json::Value) -> Utf8PathBuf {
 
 /// How to boot and reach the image a report describes.
 fn boot_spec(report: &serde_json::Value, user: &str) -> BootSpec {
+    // A GRUB image is booted through GRUB here, though it has a copy of its
+    // kernel beside it too (which `kvmx up` boots).
     let direct = report["direct_boot"]
         .as_object()
+        .filter(|_| report["bootloader"] == "direct")
         .map(|d| (path(&d["kernel"]), path(&d["initrd"]), path(&d["cmdline"])));
     BootSpec {
         image: path(&report["image"]),

@@ -2,6 +2,7 @@
 
 pub mod accel;
 pub mod cmdline;
+pub mod pvh;
 
 pub use cmdline::{Accel, ExtraDisk, KernelBoot, Launch, qemu_args};
 

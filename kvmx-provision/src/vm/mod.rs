@@ -2,6 +2,7 @@
 //! be done to it is split by concern: [`start`] (up), [`stop`] (power-off,
 //! kill, pause, destroy) and [`status`].
 
+mod kernel_copy;
 mod start;
 mod status;
 mod stop;

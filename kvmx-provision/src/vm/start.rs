@@ -277,8 +277,11 @@ impl Vm {
         Ok(forwards)
     }
 
-    /// The kernel beside the system's image, for an image without a
-    /// bootloader (a template-based VM boots its template's).
+    /// The kernel beside the system's image: an image without a bootloader
+    /// has only that one, and a GRUB image the copy of its guest's kernel
+    /// that kvmx keeps, which boots without GRUB's slow load through the
+    /// BIOS (a template-based VM boots its template's). Through its PVH
+    /// entry where it has one.
     fn kernel_boot(&self) -> Result<Option<KernelBoot>, Error> {
         let system = self.system();
         let files = DirectBoot::beside(&system.image());
@@ -288,7 +291,7 @@ impl Vm {
         let append =
             std::fs::read_to_string(&files.cmdline).map_err(Error::io("read", &files.cmdline))?;
         Ok(Some(KernelBoot {
-            kernel: files.kernel,
+            kernel: qemu::pvh::uncompressed(&files.kernel).unwrap_or(files.kernel),
             initrd: files.initrd,
             append: append.trim().to_owned(),
         }))

@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
+use kvmx_core::layout::DirectBoot;
 use kvmx_core::observe::{Observer, Stages};
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -65,6 +66,16 @@ impl Vm {
         // SHUTDOWN event ends each wait.
         let mut qmp = self.qmp().ok();
         if !force {
+            if self.config.ssh.enabled {
+                progress.stage("the guest's kernel");
+                match self.refresh_kernel_copy() {
+                    Ok(true) => progress.note("its new kernel boots from the next start"),
+                    Ok(false) => {}
+                    Err(error) => progress.warn(&format!(
+                        "{error}: it boots its previous kernel until a stop copies the new one"
+                    )),
+                }
+            }
             progress.stage("ACPI power-off");
             let pressed = qmp
                 .as_mut()
@@ -178,8 +189,15 @@ impl Vm {
         // lives in its data folder.
         let owns_image = self.template.is_none() && !image.starts_with(&self.files.paths.data);
         if is_file && owns_image {
-            std::fs::remove_file(&image).map_err(Error::io("remove", &image))?;
-            removed.push(image);
+            // With the copy of its kernel kept beside it.
+            let copy = DirectBoot::beside(&image);
+            let pvh = crate::qemu::pvh::pvh_file(&copy.kernel);
+            for file in [image, copy.kernel, pvh, copy.initrd, copy.cmdline] {
+                if file.exists() {
+                    std::fs::remove_file(&file).map_err(Error::io("remove", &file))?;
+                    removed.push(file);
+                }
+            }
         }
         for folder in [&self.files.paths.data, &self.files.paths.runtime] {
             if folder.exists() {

@@ -1,0 +1,136 @@
+//! The copy of the guest's kernel and initrd that kvmx keeps beside an
+//! image to boot it directly (`Vm::kernel_boot`), kept in step with the
+//! guest: before a stop, kvmx compares it with the guest's `/vmlinuz` and
+//! `/initrd.img` (the links Debian's kernel packages point at the newest
+//! kernel) and fetches what changed, so a kernel that `apt upgrade`
+//! installed boots from the next start on, as it would through GRUB.
+
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use camino::Utf8Path;
+use kvmx_core::layout::DirectBoot;
+
+use super::Vm;
+use crate::Error;
+
+/// The guest's files the copy follows, with the copy's own.
+fn followed(copy: &DirectBoot) -> [(&'static str, &Utf8Path); 2] {
+    [("/vmlinuz", &copy.kernel), ("/initrd.img", &copy.initrd)]
+}
+
+/// A file's size and modification time in whole seconds.
+type Stamp = (u64, u64);
+
+impl Vm {
+    /// Fetches the guest's kernel and initrd where they differ from the
+    /// copy beside the image; says whether anything was fetched. A VM
+    /// without a copy, one on a template (its kernel is the template's),
+    /// and a guest without the links have nothing to refresh.
+    pub(crate) fn refresh_kernel_copy(&self) -> Result<bool, Error> {
+        let copy = DirectBoot::beside(&self.image());
+        if self.template.is_some() || !self.extra_disks.is_empty() || !copy.kernel.exists() {
+            return Ok(false);
+        }
+        let target = self.ssh_target()?;
+        // A guest that does not answer is stopped without waiting on it.
+        if !target.greets(Duration::from_secs(1)) {
+            return Ok(false);
+        }
+        let paths: Vec<&str> = followed(&copy).iter().map(|(guest, _)| *guest).collect();
+        let output = target
+            .command()
+            .arg(format!("stat -L -c '%s %Y' {}", paths.join(" ")))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map_err(ssh_spawn)?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let stamps: Vec<Stamp> = text.lines().filter_map(parse_stamp).collect();
+        if !output.status.success() || stamps.len() != paths.len() {
+            return Ok(false);
+        }
+        let mut fetched = false;
+        for ((guest, local), stamp) in followed(&copy).into_iter().zip(stamps) {
+            if local_stamp(local) != Some(stamp) {
+                self.fetch(guest, local, stamp)?;
+                fetched = true;
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Copies the guest's file `guest` (`stamp` in the guest) over `local`,
+    /// through a temporary file: a copy cut short never replaces a good one.
+    fn fetch(&self, guest: &str, local: &Utf8Path, (size, seconds): Stamp) -> Result<(), Error> {
+        let temp = camino::Utf8PathBuf::from(format!("{local}.new"));
+        let file = std::fs::File::create(&temp).map_err(Error::io("create", &temp))?;
+        let status = self
+            .ssh_target()?
+            .command()
+            .arg(format!("cat {guest}"))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().map_err(Error::io("open", &temp))?)
+            .stderr(Stdio::null())
+            .status()
+            .map_err(ssh_spawn)?;
+        let complete = status.success() && file.metadata().is_ok_and(|m| m.len() == size);
+        if !complete {
+            let _ = std::fs::remove_file(&temp);
+            return Err(Error::Remote {
+                problem: format!("could not copy the guest's {guest} beside the image"),
+                hint: "check the guest's free space and its /vmlinuz and /initrd.img links".into(),
+            });
+        }
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+            .map_err(Error::io("date", &temp))?;
+        std::fs::rename(&temp, local).map_err(Error::io("keep", local))
+    }
+}
+
+fn ssh_spawn(source: std::io::Error) -> Error {
+    Error::Spawn {
+        program: "ssh".into(),
+        source,
+    }
+}
+
+fn parse_stamp(line: &str) -> Option<Stamp> {
+    let (size, seconds) = line.trim().split_once(' ')?;
+    Some((size.parse().ok()?, seconds.parse().ok()?))
+}
+
+fn local_stamp(path: &Utf8Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    let seconds = meta
+        .modified()
+        .ok()?
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?;
+    Some((meta.len(), seconds.as_secs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_from_stat() {
+        assert_eq!(
+            parse_stamp("8247232 1764171120\n"),
+            Some((8247232, 1764171120))
+        );
+        assert_eq!(parse_stamp("stat: cannot statx '/vmlinuz'"), None);
+    }
+
+    #[test]
+    fn a_local_stamp_has_whole_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8Path::from_path(dir.path()).unwrap().join("vmlinuz");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(5).unwrap();
+        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(7_500))
+            .unwrap();
+        assert_eq!(local_stamp(&path), Some((5, 7)));
+    }
+}

@@ -182,7 +182,7 @@ report() {
     printf '%-34s %10s %10s\n' "" "kvmx up" "by hand"
     row() { printf '%-34s %10s %10s\n' "$1" "$(first_line "$up.console" "$ut0" "$2")" "$(first_line "$hand.console" "$ht0" "$2")"; }
     row "console's first line" "."
-    row "GRUB's first line" "GNU GRUB|Booting|Welcome to GRUB"
+    row "GRUB's first line" "GNU GRUB|Booting .*'$|Welcome to GRUB"
     row "kernel's first line" "Linux version"
     row "root mounted" "EXT4-fs \\(vda1\\): mounted"
     row "systemd's first line" "systemd\\[1\\]|Welcome to"

@@ -38,7 +38,7 @@ pub fn uncompressed(kernel: &Utf8Path) -> Option<Utf8PathBuf> {
     let temp = Utf8PathBuf::from(format!("{elf}.{}", std::process::id()));
     let written = std::fs::File::create(&temp)
         .and_then(|mut file| {
-            file.write_all(&bytes)?;
+            write_sparse(&mut file, &bytes)?;
             file.set_modified(kernel_time)
         })
         .and_then(|()| std::fs::rename(&temp, &elf));
@@ -47,6 +47,20 @@ pub fn uncompressed(kernel: &Utf8Path) -> Option<Utf8PathBuf> {
         return None;
     }
     Some(elf)
+}
+
+/// Writes `bytes` to the new file `file`, leaving holes where they are
+/// zeros: half of a Debian kernel's 66 MB is its zeroed data.
+fn write_sparse(file: &mut std::fs::File, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    for block in bytes.chunks(4096) {
+        if block.iter().all(|&b| b == 0) {
+            file.seek(SeekFrom::Current(block.len() as i64))?;
+        } else {
+            file.write_all(block)?;
+        }
+    }
+    file.set_len(bytes.len() as u64)
 }
 
 /// Where the uncompressed kernel of `kernel` is kept.
@@ -216,6 +230,21 @@ mod tests {
             assert_eq!(uncompressed(&kernel), Some(made.clone()));
             assert_eq!(std::fs::read(&made).unwrap(), elf, "{tool} again");
         }
+    }
+
+    #[test]
+    fn zeros_are_written_as_holes() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let mut bytes = vec![0u8; 1 << 20];
+        bytes[5000] = 1;
+        bytes.extend([2u8; 100]);
+        bytes.extend([0u8; 8192]);
+        write_sparse(&mut std::fs::File::create(&path).unwrap(), &bytes).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        let allocated = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(allocated < 256 << 10, "{allocated} bytes allocated");
     }
 
     #[test]

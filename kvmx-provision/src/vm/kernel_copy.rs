@@ -23,15 +23,23 @@ fn followed(copy: &DirectBoot) -> [(&'static str, &Utf8Path); 2] {
 type Stamp = (u64, u64);
 
 impl Vm {
+    /// Whether this VM boots a copy of its own guest's kernel: not one on a
+    /// template (its kernel is the template's), nor a builder.
+    pub(crate) fn keeps_kernel_copy(&self) -> bool {
+        self.template.is_none()
+            && self.extra_disks.is_empty()
+            && DirectBoot::beside(&self.image()).kernel.exists()
+    }
+
     /// Fetches the guest's kernel and initrd where they differ from the
     /// copy beside the image; says whether anything was fetched. A VM
-    /// without a copy, one on a template (its kernel is the template's),
-    /// and a guest without the links have nothing to refresh.
+    /// that keeps no copy, and a guest without the links, have nothing to
+    /// refresh.
     pub(crate) fn refresh_kernel_copy(&self) -> Result<bool, Error> {
-        let copy = DirectBoot::beside(&self.image());
-        if self.template.is_some() || !self.extra_disks.is_empty() || !copy.kernel.exists() {
+        if !self.keeps_kernel_copy() {
             return Ok(false);
         }
+        let copy = DirectBoot::beside(&self.image());
         let target = self.ssh_target()?;
         // A guest that does not answer is stopped without waiting on it.
         if !target.greets(Duration::from_secs(1)) {

@@ -66,8 +66,8 @@ impl Vm {
         // SHUTDOWN event ends each wait.
         let mut qmp = self.qmp().ok();
         if !force {
-            if self.config.ssh.enabled {
-                progress.stage("the guest's kernel");
+            if self.config.ssh.enabled && self.keeps_kernel_copy() {
+                progress.stage("checking the guest's kernel");
                 match self.refresh_kernel_copy() {
                     Ok(true) => progress.note("its new kernel boots from the next start"),
                     Ok(false) => {}

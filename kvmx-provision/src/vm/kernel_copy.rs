@@ -5,14 +5,14 @@
 //! kernel) and fetches what changed, so a kernel that `apt upgrade`
 //! installed boots from the next start on, as it would through GRUB.
 
-use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use kvmx_core::layout::DirectBoot;
 
 use super::Vm;
 use crate::Error;
+use crate::guest::{Discard, Guest};
 
 /// The guest's files the copy follows, with the copy's own.
 fn followed(copy: &DirectBoot) -> [(&'static str, &Utf8Path); 2] {
@@ -39,68 +39,51 @@ impl Vm {
         if !self.keeps_kernel_copy() {
             return Ok(false);
         }
-        let copy = DirectBoot::beside(&self.image());
-        let target = self.ssh_target()?;
         // A guest that does not answer is stopped without waiting on it.
-        if !target.greets(Duration::from_secs(1)) {
+        if !self.ssh_target()?.greets(Duration::from_secs(1)) {
             return Ok(false);
         }
-        let paths: Vec<&str> = followed(&copy).iter().map(|(guest, _)| *guest).collect();
-        let output = target
-            .command()
-            .arg(format!("stat -L -c '%s %Y' {}", paths.join(" ")))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .map_err(ssh_spawn)?;
+        let copy = DirectBoot::beside(&self.image());
+        let guest = self.guest()?;
+        let mut words = vec!["stat", "-L", "-c", "%s %Y"];
+        words.extend(followed(&copy).iter().map(|(path, _)| *path));
+        let output = guest.exec(&words).output()?;
         let text = String::from_utf8_lossy(&output.stdout);
         let stamps: Vec<Stamp> = text.lines().filter_map(parse_stamp).collect();
-        if !output.status.success() || stamps.len() != paths.len() {
+        if !output.success() || stamps.len() != followed(&copy).len() {
             return Ok(false);
         }
         let mut fetched = false;
-        for ((guest, local), stamp) in followed(&copy).into_iter().zip(stamps) {
+        for ((path, local), stamp) in followed(&copy).into_iter().zip(stamps) {
             if local_stamp(local) != Some(stamp) {
-                self.fetch(guest, local, stamp)?;
+                fetch(&guest, path, local, stamp)?;
                 fetched = true;
             }
         }
         Ok(fetched)
     }
-
-    /// Copies the guest's file `guest` (`stamp` in the guest) over `local`,
-    /// through a temporary file: a copy cut short never replaces a good one.
-    fn fetch(&self, guest: &str, local: &Utf8Path, (size, seconds): Stamp) -> Result<(), Error> {
-        let temp = camino::Utf8PathBuf::from(format!("{local}.new"));
-        let file = std::fs::File::create(&temp).map_err(Error::io("create", &temp))?;
-        let status = self
-            .ssh_target()?
-            .command()
-            .arg(format!("cat {guest}"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().map_err(Error::io("open", &temp))?)
-            .stderr(Stdio::null())
-            .status()
-            .map_err(ssh_spawn)?;
-        let complete = status.success() && file.metadata().is_ok_and(|m| m.len() == size);
-        if !complete {
-            let _ = std::fs::remove_file(&temp);
-            return Err(Error::Remote {
-                problem: format!("could not copy the guest's {guest} beside the image"),
-                hint: "check the guest's free space and its /vmlinuz and /initrd.img links".into(),
-            });
-        }
-        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
-            .map_err(Error::io("date", &temp))?;
-        std::fs::rename(&temp, local).map_err(Error::io("keep", local))
-    }
 }
 
-fn ssh_spawn(source: std::io::Error) -> Error {
-    Error::Spawn {
-        program: "ssh".into(),
-        source,
+/// Copies the guest's file `path` (`stamp` in the guest) over `local`,
+/// through a temporary file: a copy cut short never replaces a good one.
+fn fetch(guest: &Guest, path: &str, local: &Utf8Path, (size, seconds): Stamp) -> Result<(), Error> {
+    let temp = Utf8PathBuf::from(format!("{local}.new"));
+    let status = guest.copy_from(path, &temp, &mut Discard)?;
+    let complete = status.success() && std::fs::metadata(&temp).is_ok_and(|m| m.len() == size);
+    if !complete {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::Remote {
+            problem: format!("could not copy the guest's {path} beside the image"),
+            hint: "check the guest's free space and its /vmlinuz and /initrd.img links".into(),
+        });
     }
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&temp)
+        .map_err(Error::io("open", &temp))?;
+    file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(seconds))
+        .map_err(Error::io("date", &temp))?;
+    std::fs::rename(&temp, local).map_err(Error::io("keep", local))
 }
 
 fn parse_stamp(line: &str) -> Option<Stamp> {

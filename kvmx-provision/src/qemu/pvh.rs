@@ -71,18 +71,26 @@ pub fn pvh_file(kernel: &Utf8Path) -> Utf8PathBuf {
 /// The compressed kernel inside a bzImage (boot protocol 2.08 or later),
 /// without the uncompressed size the kernel's build appends to it.
 fn payload(image: &[u8]) -> Option<&[u8]> {
-    let u16_at = |at: usize| Some(u16::from_le_bytes(image.get(at..at + 2)?.try_into().ok()?));
-    let u32_at = |at: usize| Some(u32::from_le_bytes(image.get(at..at + 4)?.try_into().ok()?));
-    if image.get(0x202..0x206)? != b"HdrS" || u16_at(0x206)? < 0x208 {
+    if image.get(0x202..0x206)? != b"HdrS" || u16::from_le_bytes(bytes_at(image, 0x206)?) < 0x208 {
         return None;
     }
     let setup_sectors = match *image.get(0x1f1)? {
         0 => 4,
         n => usize::from(n),
     };
-    let start = (setup_sectors + 1) * 512 + usize::try_from(u32_at(0x248)?).ok()?;
-    let length = usize::try_from(u32_at(0x24c)?).ok()?;
+    let start = (setup_sectors + 1) * 512 + u32_at(image, 0x248)?;
+    let length = u32_at(image, 0x24c)?;
     image.get(start..start + length.checked_sub(4)?)
+}
+
+/// The `N` bytes of `data` at `at`, for a little-endian field.
+fn bytes_at<const N: usize>(data: &[u8], at: usize) -> Option<[u8; N]> {
+    data.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+/// The little-endian 32-bit field of `data` at `at`, as a size or offset.
+fn u32_at(data: &[u8], at: usize) -> Option<usize> {
+    usize::try_from(u32::from_le_bytes(bytes_at(data, at)?)).ok()
 }
 
 /// Decompresses `data` with the host's tool for its format.
@@ -120,22 +128,18 @@ fn has_pvh_entry(elf: &[u8]) -> bool {
 
 /// The (name, type) of every note in `elf`'s note segments.
 fn notes(elf: &[u8]) -> Option<Vec<(Vec<u8>, u32)>> {
-    const PT_NOTE: u32 = 4;
-    let u16_at = |at: usize| Some(u16::from_le_bytes(elf.get(at..at + 2)?.try_into().ok()?));
-    let u32_at = |at: usize| Some(u32::from_le_bytes(elf.get(at..at + 4)?.try_into().ok()?));
-    let u64_at = |at: usize| {
-        let value = u64::from_le_bytes(elf.get(at..at + 8)?.try_into().ok()?);
-        usize::try_from(value).ok()
-    };
+    const PT_NOTE: usize = 4;
+    let u16_at = |at: usize| bytes_at(elf, at).map(|b| usize::from(u16::from_le_bytes(b)));
+    let u64_at = |at: usize| usize::try_from(u64::from_le_bytes(bytes_at(elf, at)?)).ok();
     // ELF magic, 64-bit, little-endian.
     if elf.get(..6)? != b"\x7fELF\x02\x01" {
         return None;
     }
-    let (table, entry_size, count) = (u64_at(0x20)?, usize::from(u16_at(0x36)?), u16_at(0x38)?);
+    let (table, entry_size, count) = (u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?);
     let mut found = Vec::new();
-    for index in 0..usize::from(count) {
+    for index in 0..count {
         let header = table + index * entry_size;
-        if u32_at(header)? != PT_NOTE {
+        if u32_at(elf, header)? != PT_NOTE {
             continue;
         }
         let (mut at, end) = (
@@ -143,8 +147,8 @@ fn notes(elf: &[u8]) -> Option<Vec<(Vec<u8>, u32)>> {
             u64_at(header + 8)? + u64_at(header + 32)?,
         );
         while at + 12 <= end {
-            let (name_size, desc_size) = (u32_at(at)? as usize, u32_at(at + 4)? as usize);
-            let kind = u32_at(at + 8)?;
+            let (name_size, desc_size) = (u32_at(elf, at)?, u32_at(elf, at + 4)?);
+            let kind = u32::from_le_bytes(bytes_at(elf, at + 8)?);
             let name = elf.get(at + 12..at + 12 + name_size)?;
             found.push((name.strip_suffix(b"\0").unwrap_or(name).to_vec(), kind));
             at += 12 + name_size.next_multiple_of(4) + desc_size.next_multiple_of(4);
